@@ -1,0 +1,46 @@
+"""The Pulumi program: stacks/<stack>.yaml → validated models → the Fleet component tree.
+
+Config is read only here. Spec errors end the run with one clean message (no traceback) before any
+libvirt call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+
+from components import Fleet, FleetArgs
+from virtstack.edge import previous_placement, resolve_connections, resolve_images
+from virtstack.errors import VirtstackError
+from virtstack.fleet import expand_fleet
+from virtstack.loader import load_spec
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    stack = pulumi.get_stack()
+    spec_file = pulumi.Config("virtstack").get("spec") or f"stacks/{stack}.yaml"
+    try:
+        spec = load_spec(PROJECT_ROOT / spec_file, display_name=spec_file)
+        images = resolve_images(spec, PROJECT_ROOT, spec_file, {vm.image for vm in expand_fleet(spec)})
+        fleet = Fleet(
+            "fleet",
+            FleetArgs(
+                spec=spec,
+                stack=stack,
+                spec_file=spec_file,
+                connections=resolve_connections(spec, PROJECT_ROOT),
+                images=images,
+                previous_placement=previous_placement(stack),
+            ),
+        )
+    except VirtstackError as err:
+        raise pulumi.RunError(str(err)) from None
+    pulumi.export("placement", fleet.placement)
+    pulumi.export("vms", fleet.vms)
+    pulumi.export("hosts", {name: host.uri for name, host in fleet.hosts.items()})
+
+
+main()

@@ -1,0 +1,59 @@
+"""Fleet: a validated stack spec, placed on its hosts, as the tree Host → Hypervisor → VirtualMachine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pulumi
+
+from components.host import Host, HostArgs
+from components.libvirt_args import Connection, ResolvedImage
+from virtstack.fleet import expand_fleet
+from virtstack.placement import place
+from virtstack.spec import StackSpec
+
+
+@dataclass(frozen=True)
+class FleetArgs:
+    spec: StackSpec
+    stack: str
+    spec_file: str
+    connections: dict[str, Connection]  # per host, domain type already resolved
+    images: dict[str, ResolvedImage]
+    previous_placement: Mapping[str, str] = field(default_factory=dict)  # vm → host of the last run
+
+
+class Fleet(pulumi.ComponentResource):
+    hosts: dict[str, Host]
+
+    def __init__(self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("virtstack:fleet:Fleet", name, None, opts)
+        instances = expand_fleet(args.spec)
+        placement = place(
+            instances,
+            args.spec.hosts,
+            args.spec.placement.strategy,
+            previous=args.previous_placement,
+            file=args.spec_file,
+        )
+        self.placement = dict(placement.assignments)
+        self.hosts = {}
+        for host_name, host_spec in args.spec.hosts.items():
+            placed = [vm for vm in instances if self.placement.get(vm.name) == host_name]
+            used_images = {vm.image for vm in placed}
+            self.hosts[host_name] = Host(
+                host_name,
+                HostArgs(
+                    connection=args.connections[host_name],
+                    spec=host_spec,
+                    stack=args.stack,
+                    images={i: args.images[i] for i in sorted(used_images)},
+                    vms=placed,
+                ),
+                pulumi.ResourceOptions(parent=self),
+            )
+        self.vms = {
+            vm_name: vm.outputs for host in self.hosts.values() for vm_name, vm in host.vms.items()
+        }
+        self.register_outputs({"placement": self.placement, "vms": self.vms})

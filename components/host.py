@@ -1,0 +1,70 @@
+"""Host: one physical libvirt host, the root of its hypervisor and VMs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+
+from components.hypervisor import Hypervisor, HypervisorArgs
+from components.libvirt_args import Connection, ResolvedImage
+from components.vm import VirtualMachine, VirtualMachineArgs
+from virtstack.fleet import VmInstance
+from virtstack.spec import HostSpec
+
+HostConnection = Connection
+
+
+@dataclass(frozen=True)
+class HostArgs:
+    connection: Connection
+    spec: HostSpec
+    stack: str
+    images: dict[str, ResolvedImage]  # the images VMs placed here use
+    vms: list[VmInstance] = field(default_factory=list)  # VMs placed on this host, with their pool
+
+
+class Host(pulumi.ComponentResource):
+    """Owns the connection to one host; every libvirt object below it is created through it.
+
+    (virtstack's libvirt backend takes the connection URI as an input of each resource instead of a
+    provider object; the Host hands it down once, so children never choose a connection themselves.)
+    """
+
+    hypervisor: Hypervisor
+    vms: dict[str, VirtualMachine]
+
+    def __init__(self, name: str, args: HostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("virtstack:host:Host", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        pools = {vm.name: vm.pool or next(iter(args.spec.pools)) for vm in args.vms}
+        self.hypervisor = Hypervisor(
+            f"{name}-hypervisor",
+            HypervisorArgs(
+                connection=args.connection,
+                spec=args.spec,
+                images=args.images,
+                bases=frozenset((pools[vm.name], vm.image) for vm in args.vms),
+            ),
+            child,
+        )
+        self.vms = {}
+        for vm in args.vms:
+            pool = pools[vm.name]
+            self.vms[vm.name] = VirtualMachine(
+                vm.name,
+                VirtualMachineArgs(
+                    connection=args.connection,
+                    stack=args.stack,
+                    vm=vm,
+                    pool=pool,
+                    image=args.images[vm.image],
+                    base_volume=self.hypervisor.base_volumes[(pool, vm.image)],
+                    pool_resource=self.hypervisor.pools[pool],
+                    networks=[self.hypervisor.networks[n] for n in vm.networks],
+                    network_specs={n: args.spec.networks[n] for n in vm.networks},
+                ),
+                pulumi.ResourceOptions(parent=self.hypervisor),
+            )
+        self.uri = args.connection.uri
+        self.register_outputs({"uri": self.uri, "domain_type": args.connection.domain_type})

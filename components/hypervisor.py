@@ -1,0 +1,55 @@
+"""Hypervisor: what one host offers its VMs — storage pools, networks, base images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components import libvirt_args as la
+from virtstack.provider.resources import Network, Pool, Volume
+from virtstack.spec import HostSpec
+
+
+@dataclass(frozen=True)
+class HypervisorArgs:
+    connection: la.Connection
+    spec: HostSpec
+    images: dict[str, la.ResolvedImage]  # images used on this host
+    bases: frozenset[tuple[str, str]] = frozenset()  # (pool, image) pairs that VMs here need
+
+
+class Hypervisor(pulumi.ComponentResource):
+    pools: dict[str, Pool]
+    networks: dict[str, Network]
+    base_volumes: dict[tuple[str, str], Volume]  # (pool, image) → base volume
+
+    def __init__(self, name: str, args: HypervisorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("virtstack:hypervisor:Hypervisor", name, None, opts)
+        conn = args.connection
+        self.pools = {
+            pool: Pool(f"{name}-pool-{pool}", la.pool_props(conn, pool, spec), pulumi.ResourceOptions(parent=self))
+            for pool, spec in args.spec.pools.items()
+        }
+        self.networks = {
+            net: Network(
+                f"{name}-net-{net}", la.network_props(conn, net, spec), pulumi.ResourceOptions(parent=self)
+            )
+            for net, spec in args.spec.networks.items()
+        }
+        # One base volume per image and pool: every VM's root disk is a copy-on-write overlay on it, so
+        # an image is uploaded to a host once, however many VMs use it.
+        self.base_volumes = {}
+        for pool, image_name in sorted(args.bases):
+            image = args.images[image_name]
+            self.base_volumes[(pool, image_name)] = Volume(
+                f"{name}-image-{pool}-{image_name}",
+                la.base_volume_props(conn, pool, image),
+                pulumi.ResourceOptions(parent=self, depends_on=[self.pools[pool]]),
+            )
+        self.register_outputs(
+            {
+                "pools": {p: r.id for p, r in self.pools.items()},
+                "networks": {n: r.id for n, r in self.networks.items()},
+            }
+        )

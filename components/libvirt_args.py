@@ -1,0 +1,165 @@
+"""The one place that turns spec models into libvirt backend arguments (units, names, devices).
+
+Everything backend-specific about naming and units lives here, so replacing virtstack's libvirt
+backend (virtstack.provider) with pulumi-libvirt or its successor touches this module and the
+resource classes the components instantiate — nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from virtstack.fleet import VmInstance
+from virtstack.spec import NetworkSpec, PoolSpec
+from virtstack.validate import dhcp_range
+
+# TCG's translation block cache; 128 MiB instead of QEMU's ~1 GiB default per guest.
+TCG_TB_CACHE_MIB = 128
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach one host's libvirt, and how its guests run there."""
+
+    host: str
+    uri: str
+    domain_type: str  # "kvm" | "qemu", resolved from "auto" at the edge
+    cpu_mode: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedImage:
+    """An image source as the provider reads it: an absolute path or a URL, plus a fingerprint that
+    changes when the content does (so hosts get the new image as a new base volume)."""
+
+    name: str
+    source: str
+    format: str
+    fingerprint: str
+
+
+def bridge_name(host: str, network: str) -> str:
+    # Linux limits interface names to 15 characters; a hash keeps them unique per host and stable.
+    digest = hashlib.sha256(f"{host}/{network}".encode()).hexdigest()[:10]
+    return f"vs-{digest}"
+
+
+def pool_props(conn: Connection, name: str, pool: PoolSpec) -> dict[str, Any]:
+    return {"uri": conn.uri, "name": name, "path": pool.path}
+
+
+def network_props(conn: Connection, name: str, net: NetworkSpec) -> dict[str, Any]:
+    props: dict[str, Any] = {"uri": conn.uri, "name": name, "mode": net.mode}
+    if net.mode == "bridge":
+        props["bridge"] = net.bridge
+        return props
+    props["bridge"] = bridge_name(conn.host, name)
+    props["cidr"] = str(net.cidr)
+    props["dhcp"] = net.dhcp_enabled
+    if net.dhcp_enabled:
+        first, last = dhcp_range(net)
+        props["dhcp_start"], props["dhcp_end"] = str(first), str(last)
+    return props
+
+
+def base_volume_name(image: ResolvedImage) -> str:
+    return f"{image.name}-{image.fingerprint[:12]}.{image.format}"
+
+
+def base_volume_props(conn: Connection, pool: str, image: ResolvedImage) -> dict[str, Any]:
+    return {
+        "uri": conn.uri,
+        "pool": pool,
+        "name": base_volume_name(image),
+        "role": "base",
+        "format": image.format,
+        "source": image.source,
+        "source_fingerprint": image.fingerprint,
+    }
+
+
+def root_volume_props(
+    conn: Connection, pool: str, vm: VmInstance, image: ResolvedImage, base_path: pulumi.Input[str]
+) -> dict[str, Any]:
+    return {
+        "uri": conn.uri,
+        "pool": pool,
+        "name": f"{vm.name}-root.qcow2",
+        "role": "root",
+        "format": "qcow2",
+        "size": vm.disk_bytes,
+        "backing_path": base_path,
+        "backing_format": image.format,
+    }
+
+
+def data_volume_props(conn: Connection, pool: str, vm: VmInstance, disk: str, size: int) -> dict[str, Any]:
+    return {
+        "uri": conn.uri,
+        "pool": pool,
+        "name": f"{vm.name}-{disk}.qcow2",
+        "role": "data",
+        "format": "qcow2",
+        "size": size,
+    }
+
+
+def seed_volume_props(
+    conn: Connection,
+    pool: str,
+    vm: VmInstance,
+    user_data: pulumi.Input[str],
+    meta_data: str,
+    network_config: str | None,
+) -> dict[str, Any]:
+    return {
+        "uri": conn.uri,
+        "pool": pool,
+        "name": f"{vm.name}-seed.iso",
+        "role": "seed",
+        "format": "raw",
+        "user_data": user_data,
+        "meta_data": meta_data,
+        "network_config": network_config or "",
+    }
+
+
+def console_log_path(vm: VmInstance) -> str:
+    # libvirt's own per-domain log directory exists on every host and virtlogd may write there.
+    return f"/var/log/libvirt/qemu/{vm.name}-serial0.log"
+
+
+def domain_props(
+    conn: Connection,
+    stack: str,
+    pool: str,
+    vm: VmInstance,
+    volumes: list[tuple[str, pulumi.Input[str]]],
+    seed_volume: pulumi.Input[str],
+) -> dict[str, Any]:
+    """`volumes`: (volume name, volume key) for the root disk first, then data disks. The keys are
+    outputs of the volume resources, so a replaced volume shows up as a change of the domain."""
+    disks: list[dict[str, Any]] = [
+        {"pool": pool, "volume": name, "key": key, "device": "disk", "format": "qcow2"}
+        for name, key in volumes
+    ]
+    disks.append({"pool": pool, "volume": seed_volume, "device": "cdrom", "format": "raw"})
+    return {
+        "uri": conn.uri,
+        "name": vm.name,
+        "stack": stack,
+        "domain_type": conn.domain_type,
+        "cpu_mode": conn.cpu_mode or "",
+        "tb_cache_mib": TCG_TB_CACHE_MIB if conn.domain_type == "qemu" else 0,
+        "vcpus": vm.vcpus,
+        "memory": vm.memory_bytes,
+        "disks": disks,
+        "nics": [{"network": nic.network, "mac": nic.mac} for nic in vm.nics],
+        "running": vm.running,
+        "autostart": vm.autostart,
+        "console_log": console_log_path(vm),
+    }

@@ -1,0 +1,24 @@
+# shellcheck shell=bash
+# Environment for every virtstack run (sourced by the Makefile, .ci/run and scripts).
+#
+# The Pulumi engine works offline here: local file backend inside the project, no update checks, no
+# automatic plugin downloads, and the toolchain setup built (see scripts/build-toolchain.sh).
+VIRTSTACK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export VIRTSTACK_ROOT
+export VIRTSTACK_CACHE=${VIRTSTACK_CACHE:-/var/cache/virtstack}
+export VIRTSTACK_PULUMI_VERSION=${VIRTSTACK_PULUMI_VERSION:-3.274.1}
+export VIRTSTACK_TOOLCHAIN=${VIRTSTACK_TOOLCHAIN:-$VIRTSTACK_CACHE/toolchain/pulumi-$VIRTSTACK_PULUMI_VERSION}
+
+# A `pulumi` already on PATH is used as it is; otherwise the one setup built.
+export PATH="$VIRTSTACK_ROOT/.venv/bin:$PATH:$VIRTSTACK_TOOLCHAIN/bin"
+
+export PULUMI_HOME=${PULUMI_HOME:-$VIRTSTACK_ROOT/.virtstack/pulumi-home}
+export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$VIRTSTACK_ROOT/.virtstack/state}
+export PULUMI_SKIP_UPDATE_CHECK=true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+export PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=${PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK:-false}
+# The documented LOCAL DEVELOPMENT passphrase for stacks on this machine's file backend. Anyone using
+# real secrets sets their own PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE).
+if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
+  export PULUMI_CONFIG_PASSPHRASE=virtstack-local-dev
+fi

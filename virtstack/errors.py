@@ -1,0 +1,75 @@
+"""Exceptions shared by every virtstack module.
+
+Public API:
+    VirtstackError(message)      -- base class; ``str()`` is one clean line for users.
+    SpecIssue(file, path, message)
+                                 -- one problem in a stack file; ``str()`` is
+                                    ``"{file}: {path}: {message}"`` (or
+                                    ``"{file}: {message}"`` when path is empty).
+    SpecError(issues)            -- a stack file is invalid; carries *all* issues
+                                    found, ``str()`` is one issue per line.
+
+Only these exceptions should ever reach a user for bad input: callers (the CLI)
+print ``str(exc)`` and exit non-zero instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["SpecError", "SpecIssue", "VirtstackError"]
+
+
+class VirtstackError(Exception):
+    """Base class of every error virtstack reports to a user.
+
+    The message is meant to be shown as-is, so it is kept to one line
+    (subclasses that carry several problems, like SpecError, use one line each).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True, order=True)
+class SpecIssue:
+    """One problem found in a stack file.
+
+    ``file`` is the file as the user named it, ``path`` the dotted location
+    inside the document (``vms.web.nics[0].ip``; empty for whole-file
+    problems such as YAML syntax errors, whose line goes in the message).
+    """
+
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        if self.path:
+            return f"{self.file}: {self.path}: {self.message}"
+        return f"{self.file}: {self.message}"
+
+
+class SpecError(VirtstackError):
+    """A stack file (or the fleet it describes) is invalid.
+
+    Always carries at least one issue; ``str()`` lists them one per line in the
+    order they were found (which is deterministic for a given input).
+    """
+
+    def __init__(self, issues: Iterable[SpecIssue]) -> None:
+        self.issues: list[SpecIssue] = list(issues)
+        if not self.issues:
+            # An empty SpecError would print nothing useful; catch the bug early.
+            raise ValueError("SpecError needs at least one issue")
+        super().__init__("\n".join(str(issue) for issue in self.issues))
+
+    @classmethod
+    def single(cls, file: str, path: str, message: str) -> SpecError:
+        """Shortcut for an error with exactly one issue."""
+        return cls([SpecIssue(file, path, message)])

@@ -1,0 +1,191 @@
+"""Count expansion: from VM groups in a StackSpec to concrete VM instances.
+
+Public API:
+    expand_fleet(spec: StackSpec) -> list[VmInstance]
+        One VmInstance per VM, in file order (group order, then index).
+    expand_group(group: str, vm: VmSpec) -> list[VmInstance]
+    instance_names(group: str, count: int) -> list[str]
+    derive_mac(vm_name: str, nic_index: int) -> str
+    offset_ip(base: IPv4Address, offset: int) -> IPv4Address | None
+    resolve_pool(host: HostSpec, pool: str | None) -> str | None
+    missing_on_host(vm: VmInstance, host: HostSpec) -> list[str]
+    VmInstance, NicInstance  (frozen dataclasses)
+
+Expansion rules:
+    * ``count`` 1 (or omitted) keeps the group name; ``count: 3`` on ``web``
+      gives ``web-1``, ``web-2``, ``web-3`` (index is 1-based either way).
+    * A NIC ``ip`` is the first instance's address; instance k gets ip + k-1.
+    * A NIC without ``mac`` gets ``52:54:00`` (QEMU's locally administered
+      prefix) + the first 3 bytes of sha256("<instance name>/nic<index>"):
+      stable across runs and independent of the rest of the fleet, so adding
+      or removing a VM never changes another VM's MAC.  24 bits do collide
+      now and then on very large networks; virtstack.validate reports that
+      (set ``mac`` on one of the two VMs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from pydantic import SecretStr
+
+from virtstack.spec import CloudInitSpec, HostSpec, StackSpec, VmSpec
+
+__all__ = [
+    "NicInstance",
+    "VmInstance",
+    "derive_mac",
+    "expand_fleet",
+    "expand_group",
+    "instance_names",
+    "missing_on_host",
+    "offset_ip",
+    "resolve_pool",
+]
+
+MAC_PREFIX = "52:54:00"
+_MAX_IPV4 = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class NicInstance:
+    """A NIC of one VM instance; ``ip`` None means DHCP."""
+
+    network: str
+    ip: IPv4Address | None
+    mac: str
+    mac_derived: bool = True  # False when the stack file set it
+
+
+@dataclass(frozen=True)
+class VmInstance:
+    """One concrete VM after count expansion.
+
+    ``host`` is the pinned host or None (placement decides).  ``pool`` None
+    means "the host's only pool" (see resolve_pool).  Not hashable in
+    practice (cloud_init holds lists); key dicts by ``name``.
+    """
+
+    name: str
+    group: str
+    index: int
+    image: str
+    pool: str | None
+    vcpus: int
+    memory_bytes: int
+    disk_bytes: int
+    data_disks: tuple[tuple[str, int], ...]
+    nics: tuple[NicInstance, ...]
+    cloud_init: CloudInitSpec | None
+    user_data: SecretStr | None
+    host: str | None
+    running: bool
+    autostart: bool
+
+    @property
+    def total_disk_bytes(self) -> int:
+        """Root disk plus data disks: what the VM takes from a host's disk capacity."""
+        return self.disk_bytes + sum(size for _, size in self.data_disks)
+
+    @property
+    def hostname(self) -> str:
+        if self.cloud_init is not None and self.cloud_init.hostname is not None:
+            return self.cloud_init.hostname
+        return self.name
+
+    @property
+    def spec_path(self) -> str:
+        """Where the VM's group is in the stack file, for error messages."""
+        return f"vms.{self.group}"
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        """Distinct networks the VM is attached to, in NIC order."""
+        return tuple(dict.fromkeys(nic.network for nic in self.nics))
+
+
+def instance_names(group: str, count: int) -> list[str]:
+    if count == 1:
+        return [group]
+    return [f"{group}-{i}" for i in range(1, count + 1)]
+
+
+def derive_mac(vm_name: str, nic_index: int) -> str:
+    digest = hashlib.sha256(f"{vm_name}/nic{nic_index}".encode()).digest()
+    return f"{MAC_PREFIX}:{digest[0]:02x}:{digest[1]:02x}:{digest[2]:02x}"
+
+
+def offset_ip(base: IPv4Address, offset: int) -> IPv4Address | None:
+    """``base + offset``, or None past 255.255.255.255 (validation reports it)."""
+    value = int(base) + offset
+    if value > _MAX_IPV4:
+        return None
+    return IPv4Address(value)
+
+
+def expand_group(group: str, vm: VmSpec) -> list[VmInstance]:
+    data_disks = tuple((disk.name, disk.size) for disk in vm.data_disks)
+    instances = []
+    for offset, name in enumerate(instance_names(group, vm.count)):
+        nics = tuple(
+            NicInstance(
+                network=nic.network,
+                ip=None if nic.ip is None else offset_ip(nic.ip, offset),
+                mac=nic.mac if nic.mac is not None else derive_mac(name, i),
+                mac_derived=nic.mac is None,
+            )
+            for i, nic in enumerate(vm.nics)
+        )
+        instances.append(
+            VmInstance(
+                name=name,
+                group=group,
+                index=offset + 1,
+                image=vm.image,
+                pool=vm.pool,
+                vcpus=vm.vcpus,
+                memory_bytes=vm.memory,
+                disk_bytes=vm.disk,
+                data_disks=data_disks,
+                nics=nics,
+                cloud_init=vm.cloud_init,
+                user_data=vm.user_data,
+                host=vm.host,
+                running=vm.running,
+                autostart=vm.autostart,
+            )
+        )
+    return instances
+
+
+def expand_fleet(spec: StackSpec) -> list[VmInstance]:
+    fleet: list[VmInstance] = []
+    for group, vm in spec.vms.items():
+        fleet.extend(expand_group(group, vm))
+    return fleet
+
+
+def resolve_pool(host: HostSpec, pool: str | None) -> str | None:
+    """The pool a VM uses on ``host``, or None if the host cannot provide it.
+
+    An omitted pool means the host's only pool; a host with several pools
+    cannot take a VM that does not say which.
+    """
+    if pool is None:
+        if len(host.pools) == 1:
+            return next(iter(host.pools))
+        return None
+    return pool if pool in host.pools else None
+
+
+def missing_on_host(vm: VmInstance, host: HostSpec) -> list[str]:
+    """What ``host`` lacks for ``vm`` (networks and pool), as message fragments."""
+    missing = [f"network {name}" for name in vm.networks if name not in host.networks]
+    if resolve_pool(host, vm.pool) is None:
+        if vm.pool is None:
+            missing.append(f"a single pool (it has {len(host.pools)}; set pool)")
+        else:
+            missing.append(f"pool {vm.pool}")
+    return missing

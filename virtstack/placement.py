@@ -1,0 +1,343 @@
+"""Placement: which host runs which VM.  Pure and deterministic.
+
+Public API:
+    place(fleet, hosts, strategy, previous=None, *, file="<stack>") -> Placement
+        Raises SpecError listing every VM that cannot be placed and every host
+        that pinned VMs overfill.
+    plan(spec, file, previous=None) -> FleetPlan
+        expand_fleet + place + MAC checks per L2 segment (validate.check_macs).
+    Placement(assignments: dict[vm, host], usage: dict[host, HostUsage])
+    HostUsage(host, vcpus, memory_bytes, disk_bytes, capacity..., vms)
+    FleetPlan(fleet, placement)
+
+Order of decisions:
+    1. Pinned VMs (``host:``) go to their host, even past its capacity; an
+       overfull host is an error naming resource and excess.
+    2. VMs found in ``previous`` (vm -> host of the last deployment) stay
+       there, in name order, if the host still exists, still offers their
+       networks and pool, and still has room.
+    3. The rest, in name order, go to a host that offers every network and
+       the pool they need (images are uploaded per host, so any host can take
+       any image) and has room for vCPUs, memory and disk (root + data
+       disks, virtual sizes: copy-on-write overcommit is not counted on).
+         spread: the host with the largest free share, where free share =
+                 min(free/capacity) over vCPUs, memory and disk (the scarcest
+                 resource decides); ties go to the first host by name.
+         pack:   the first host by name with room (fills hosts in order).
+
+Because steps 1-2 come before 3, adding or removing an unpinned VM never
+moves a VM that was placed before (when ``previous`` is given).
+
+Cost: O(VMs x log hosts) plus O(hosts) per distinct VM shape (requirements
+and size), using a lazily refreshed heap (spread) or a moving cursor (pack)
+per shape.  Both rely on usage only growing during one run: once a shape
+does not fit a host, it never will again in that run.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from virtstack.errors import SpecError, SpecIssue
+from virtstack.fleet import VmInstance, expand_fleet, missing_on_host
+from virtstack.spec import HostSpec, StackSpec
+from virtstack.units import format_size
+from virtstack.validate import check_macs
+
+__all__ = ["FleetPlan", "HostUsage", "Placement", "place", "plan"]
+
+Strategy = Literal["spread", "pack"]
+
+
+@dataclass(frozen=True)
+class HostUsage:
+    """What the placed VMs take from one host, next to its capacity."""
+
+    host: str
+    vcpus: int
+    memory_bytes: int
+    disk_bytes: int
+    vcpus_capacity: int
+    memory_capacity: int
+    disk_capacity: int
+    vms: tuple[str, ...]  # sorted names
+
+    @property
+    def vcpus_free(self) -> int:
+        return self.vcpus_capacity - self.vcpus
+
+    @property
+    def memory_free(self) -> int:
+        return self.memory_capacity - self.memory_bytes
+
+    @property
+    def disk_free(self) -> int:
+        return self.disk_capacity - self.disk_bytes
+
+
+@dataclass(frozen=True)
+class Placement:
+    """vm name -> host name, plus usage of every host (empty ones included)."""
+
+    assignments: dict[str, str]
+    usage: dict[str, HostUsage]
+
+    def host_of(self, vm_name: str) -> str:
+        return self.assignments[vm_name]
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    fleet: list[VmInstance]
+    placement: Placement
+
+
+# A VM's requirements (networks, pool) and its size: VMs of one shape are
+# interchangeable for placement, which is what makes the per-shape caches valid.
+_ReqKey = tuple[tuple[str, ...], str | None]
+_Shape = tuple[_ReqKey, int, int, int]
+
+
+class _State:
+    """Mutable bookkeeping for one place() call."""
+
+    def __init__(self, hosts: Mapping[str, HostSpec]) -> None:
+        self.hosts = hosts
+        self.names = sorted(hosts)
+        self.cap = {h: (hosts[h].capacity.vcpus, hosts[h].capacity.memory, hosts[h].capacity.disk) for h in hosts}
+        self.used = {h: [0, 0, 0] for h in hosts}
+        self.version = dict.fromkeys(hosts, 0)
+        self.assigned: dict[str, str] = {}
+        self._eligible: dict[_ReqKey, list[str]] = {}
+        self._heaps: dict[_Shape, list[tuple[float, str, int]]] = {}
+        self._cursor: dict[_Shape, int] = {}
+
+    @staticmethod
+    def need(vm: VmInstance) -> tuple[int, int, int]:
+        return vm.vcpus, vm.memory_bytes, vm.total_disk_bytes
+
+    def fits(self, host: str, vm: VmInstance) -> bool:
+        used, cap = self.used[host], self.cap[host]
+        v, m, d = self.need(vm)
+        return used[0] + v <= cap[0] and used[1] + m <= cap[1] and used[2] + d <= cap[2]
+
+    def assign(self, vm: VmInstance, host: str) -> None:
+        used = self.used[host]
+        v, m, d = self.need(vm)
+        used[0] += v
+        used[1] += m
+        used[2] += d
+        self.version[host] += 1
+        self.assigned[vm.name] = host
+
+    def free_share(self, host: str) -> float:
+        used, cap = self.used[host], self.cap[host]
+        return min((cap[0] - used[0]) / cap[0], (cap[1] - used[1]) / cap[1], (cap[2] - used[2]) / cap[2])
+
+    def eligible(self, vm: VmInstance) -> list[str]:
+        key = _req_key(vm)
+        hosts = self._eligible.get(key)
+        if hosts is None:
+            hosts = [h for h in self.names if not missing_on_host(vm, self.hosts[h])]
+            self._eligible[key] = hosts
+        return hosts
+
+    def pick_spread(self, vm: VmInstance) -> str | None:
+        shape = _shape(vm)
+        heap = self._heaps.get(shape)
+        if heap is None:
+            heap = [(-self.free_share(h), h, self.version[h]) for h in self.eligible(vm)]
+            heapq.heapify(heap)
+            self._heaps[shape] = heap
+        while heap:
+            _, host, version = heap[0]
+            if version != self.version[host]:
+                # Stale: usage grew since; its real share is lower, re-queue.
+                heapq.heapreplace(heap, (-self.free_share(host), host, self.version[host]))
+                continue
+            if self.fits(host, vm):
+                return host
+            heapq.heappop(heap)  # this shape will never fit here again
+        return None
+
+    def pick_pack(self, vm: VmInstance) -> str | None:
+        shape = _shape(vm)
+        hosts = self.eligible(vm)
+        i = self._cursor.get(shape, 0)
+        while i < len(hosts) and not self.fits(hosts[i], vm):
+            i += 1
+        self._cursor[shape] = i
+        return hosts[i] if i < len(hosts) else None
+
+
+def _req_key(vm: VmInstance) -> _ReqKey:
+    return tuple(sorted(vm.networks)), vm.pool
+
+
+def _shape(vm: VmInstance) -> _Shape:
+    return _req_key(vm), vm.vcpus, vm.memory_bytes, vm.total_disk_bytes
+
+
+def _vcpus(n: int) -> str:
+    return f"{n} vCPU" if n == 1 else f"{n} vCPUs"
+
+
+_RESOURCES = ("vcpus", "memory", "disk")
+
+
+def _amount(resource: int, n: int) -> str:
+    return _vcpus(n) if resource == 0 else format_size(n)
+
+
+def _named_amount(resource: int, n: int) -> str:
+    return _vcpus(n) if resource == 0 else f"{format_size(n)} {_RESOURCES[resource]}"
+
+
+def _unplaceable_reason(state: _State, vm: VmInstance) -> str:
+    eligible = state.eligible(vm)
+    if not eligible:
+        needs = [f"network {n}" for n in vm.networks]
+        if vm.pool is not None:
+            needs.append(f"pool {vm.pool}")
+        absent = [need for need in needs if all(need in missing_on_host(vm, h) for h in state.hosts.values())]
+        if absent:
+            return f"no host offers {' and '.join(absent)}"
+        if vm.pool is None:
+            needs.append("a single pool (pool is not set)")
+        return f"no host offers {', '.join(needs)} together"
+    need = state.need(vm)
+    short: dict[str, list[int]] = {}
+    for host in eligible:
+        used, cap = state.used[host], state.cap[host]
+        short[host] = [r for r in range(3) if used[r] + need[r] > cap[r]]
+    common = [r for r in range(3) if all(r in rs for rs in short.values())]
+    shown = eligible[:5]
+    tail = f", and {len(eligible) - 5} more" if len(eligible) > 5 else ""
+    if len(common) == 1:
+        r = common[0]
+        frees = ", ".join(f"{h} {_amount(r, state.cap[h][r] - state.used[h][r])} free" for h in shown)
+        if r == 0:
+            return f"no host has {_vcpus(need[0])} free ({frees}{tail})"
+        return f"no host has {format_size(need[r])} of {_RESOURCES[r]} free ({frees}{tail})"
+    details = "; ".join(
+        f"{h}: " + ", ".join(_named_amount(r, state.cap[h][r] - state.used[h][r]) for r in short[h]) + " free"
+        for h in shown
+    )
+    wanted = ", ".join(_named_amount(r, need[r]) for r in range(3))
+    return f"no host has room for {wanted} ({details}{tail})"
+
+
+def place(
+    fleet: Iterable[VmInstance],
+    hosts: Mapping[str, HostSpec],
+    strategy: Strategy,
+    previous: Mapping[str, str] | None = None,
+    *,
+    file: str = "<stack>",
+) -> Placement:
+    """Assign every VM of ``fleet`` to a host (see the module docstring)."""
+    if strategy not in ("spread", "pack"):
+        raise ValueError(f"unknown placement strategy {strategy!r}")
+    state = _State(hosts)
+    ordered = sorted(fleet, key=lambda vm: vm.name)
+    vm_issues: list[tuple[str, SpecIssue]] = []
+
+    def fail(vm: VmInstance, message: str) -> None:
+        vm_issues.append((vm.name, SpecIssue(file, f"vms.{vm.name}", message)))
+
+    rest: list[VmInstance] = []
+    for vm in ordered:
+        if vm.host is None:
+            rest.append(vm)
+        elif vm.host not in hosts:
+            fail(vm, f"cannot be placed: unknown host '{vm.host}'")
+        else:
+            missing = missing_on_host(vm, hosts[vm.host])
+            if missing:
+                fail(vm, f"cannot be placed on host {vm.host}: it lacks {', '.join(missing)}")
+            state.assign(vm, vm.host)
+
+    host_issues: list[SpecIssue] = []
+    for host in state.names:
+        used, cap = state.used[host], state.cap[host]
+        for r, resource in enumerate(_RESOURCES):
+            if used[r] > cap[r]:
+                host_issues.append(
+                    SpecIssue(
+                        file,
+                        f"hosts.{host}.capacity.{resource}",
+                        f"placed VMs need {_amount(r, used[r])}, capacity is {_amount(r, cap[r])} "
+                        f"(over by {_amount(r, used[r] - cap[r])})",
+                    )
+                )
+
+    unplaced: list[VmInstance] = []
+    if previous:
+        for vm in rest:
+            host = previous.get(vm.name)
+            if (
+                host is not None
+                and host in hosts
+                and not missing_on_host(vm, hosts[host])
+                and state.fits(host, vm)
+            ):
+                state.assign(vm, host)
+            else:
+                unplaced.append(vm)
+    else:
+        unplaced = rest
+
+    pick = state.pick_spread if strategy == "spread" else state.pick_pack
+    failed: list[VmInstance] = []
+    for vm in unplaced:
+        host = pick(vm)
+        if host is None:
+            failed.append(vm)
+        else:
+            state.assign(vm, host)
+
+    # Reasons use the final usage so the "free" figures are consistent.
+    reasons: dict[_Shape, str] = {}
+    for vm in failed:
+        shape = _shape(vm)
+        if shape not in reasons:
+            reasons[shape] = _unplaceable_reason(state, vm)
+        fail(vm, f"cannot be placed: {reasons[shape]}")
+
+    if host_issues or vm_issues:
+        vm_issues.sort(key=lambda item: item[0])
+        raise SpecError(host_issues + [issue for _, issue in vm_issues])
+
+    by_host: dict[str, list[str]] = {h: [] for h in hosts}
+    for vm_name, host in state.assigned.items():
+        by_host[host].append(vm_name)
+    usage = {
+        h: HostUsage(
+            host=h,
+            vcpus=state.used[h][0],
+            memory_bytes=state.used[h][1],
+            disk_bytes=state.used[h][2],
+            vcpus_capacity=state.cap[h][0],
+            memory_capacity=state.cap[h][1],
+            disk_capacity=state.cap[h][2],
+            vms=tuple(sorted(by_host[h])),
+        )
+        for h in state.names
+    }
+    return Placement(assignments=dict(sorted(state.assigned.items())), usage=usage)
+
+
+def plan(spec: StackSpec, file: str, previous: Mapping[str, str] | None = None) -> FleetPlan:
+    """Expand, place and check MACs per L2 segment; raises SpecError.
+
+    ``spec`` should come from loader.load_spec (already cross-validated).
+    """
+    fleet = expand_fleet(spec)
+    placement = place(fleet, spec.hosts, spec.placement.strategy, previous, file=file)
+    issues = check_macs(fleet, placement.assignments, spec.hosts, file)
+    if issues:
+        raise SpecError(issues)
+    return FleetPlan(fleet=fleet, placement=placement)

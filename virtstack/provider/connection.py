@@ -1,0 +1,82 @@
+"""libvirt connections shared by every resource operation in one provider process.
+
+The engine calls the provider from several threads; libvirt connections are thread-safe, so one
+connection per URI is shared. A connection that broke (the daemon restarted) is replaced once and the
+operation retried, so an `up` running across a daemon restart converges instead of failing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import libvirt
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_connections: dict[str, libvirt.virConnect] = {}
+
+# Errors that mean "the connection is gone", not "the operation was refused".
+_BROKEN_CONNECTION_CODES = {
+    libvirt.VIR_ERR_SYSTEM_ERROR,
+    libvirt.VIR_ERR_INTERNAL_ERROR,
+    libvirt.VIR_ERR_RPC,
+    libvirt.VIR_ERR_NO_CONNECT,
+    libvirt.VIR_ERR_INVALID_CONN,
+}
+
+
+def _silence_libvirt_stderr(_ctx: object, _err: object) -> None:
+    # libvirt-python prints every error to stderr by default; we raise them as exceptions instead.
+    return None
+
+
+libvirt.registerErrorHandler(_silence_libvirt_stderr, None)
+
+
+def connect(uri: str) -> libvirt.virConnect:
+    """The shared, live connection to `uri` (opened on first use)."""
+    with _lock:
+        conn = _connections.get(uri)
+        if conn is not None:
+            try:
+                if conn.isAlive():
+                    return conn
+            except libvirt.libvirtError:
+                pass
+            _drop(uri)
+        conn = libvirt.open(uri)
+        _connections[uri] = conn
+        return conn
+
+
+def _drop(uri: str) -> None:
+    conn = _connections.pop(uri, None)
+    if conn is not None:
+        try:
+            conn.close()
+        except libvirt.libvirtError:
+            pass
+
+
+def with_connection(uri: str, operation: Callable[[libvirt.virConnect], T]) -> T:
+    """Run `operation` on the connection to `uri`, reconnecting once if the connection broke."""
+    try:
+        return operation(connect(uri))
+    except libvirt.libvirtError as err:
+        if err.get_error_code() not in _BROKEN_CONNECTION_CODES:
+            raise
+        with _lock:
+            _drop(uri)
+        return operation(connect(uri))
+
+
+def is_not_found(err: libvirt.libvirtError) -> bool:
+    return err.get_error_code() in {
+        libvirt.VIR_ERR_NO_DOMAIN,
+        libvirt.VIR_ERR_NO_NETWORK,
+        libvirt.VIR_ERR_NO_STORAGE_POOL,
+        libvirt.VIR_ERR_NO_STORAGE_VOL,
+    }

@@ -1,0 +1,375 @@
+"""Whole-fleet cross validation: everything pydantic cannot see in one model.
+
+Public API:
+    validate_spec(spec, file, fleet=None) -> list[SpecIssue]
+        All cross-reference and addressing problems, in a deterministic order
+        (hosts, then VMs in file order, then address clashes).  ``fleet`` is
+        expand_fleet(spec), computed when not given.
+    check_macs(fleet, assignments, hosts, file) -> list[SpecIssue]
+        MAC clashes per L2 segment; needs placement (see below).
+    dhcp_range(network: NetworkSpec) -> tuple[IPv4Address, IPv4Address] | None
+        The DHCP range libvirt should serve, None when the network serves none.
+    dhcp_range_of(cidr: IPv4Network) -> tuple[IPv4Address, IPv4Address]
+        Upper half of the host addresses: /24 -> .128-.254.
+    reserved_addresses(network) -> dict[IPv4Address, str]
+
+Rules:
+    * Every reference resolves: image, pinned host, networks and pool on the
+      pinned host; an unpinned VM needs at least one host offering all of its
+      networks and its pool together (an omitted pool needs a one-pool host).
+    * A network name means the same thing on every host: same mode, cidr and
+      DHCP setting.  That keeps address checks independent of placement.
+    * Networks with a cidr on one host must not overlap; pool paths on one
+      host must differ.
+    * Static addresses (after count expansion) lie inside the cidr, avoid the
+      network, broadcast and .1 (gateway / host) addresses and the DHCP range,
+      and are unique per network name across the fleet (conservative: a VM may
+      move between hosts).
+    * VM names are unique after expansion and fit in 63 characters.
+    * MACs are unique per L2 segment: (host, network) for nat/isolated, the
+      network name for bridges (one LAN).  Derived MACs are random enough that
+      fleet-wide uniqueness would fail on big fleets for no reason, so this
+      check runs after placement, from virtstack.placement.plan().
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from ipaddress import IPv4Address, IPv4Network
+
+from virtstack.errors import SpecIssue
+from virtstack.fleet import VmInstance, expand_fleet, missing_on_host, resolve_pool
+from virtstack.spec import NAME_MAX, HostSpec, NetworkSpec, StackSpec, VmSpec
+
+__all__ = [
+    "check_macs",
+    "dhcp_range",
+    "dhcp_range_of",
+    "reserved_addresses",
+    "validate_spec",
+]
+
+
+def dhcp_range_of(cidr: IPv4Network) -> tuple[IPv4Address, IPv4Address]:
+    """Upper half of the host addresses: 10.77.0.0/24 -> (.128, .254).
+
+    The lower half (minus .1) is left for static addresses, so the two never
+    meet and a static address never needs a DHCP reservation.
+    """
+    return cidr.network_address + cidr.num_addresses // 2, cidr.broadcast_address - 1
+
+
+def dhcp_range(network: NetworkSpec) -> tuple[IPv4Address, IPv4Address] | None:
+    if network.cidr is None or not network.dhcp_enabled:
+        return None
+    return dhcp_range_of(network.cidr)
+
+
+def reserved_addresses(network: NetworkSpec) -> dict[IPv4Address, str]:
+    """Addresses no VM may use, with what they are (for messages)."""
+    reserved: dict[IPv4Address, str] = {}
+    if network.cidr is None:
+        return reserved
+    reserved[network.cidr.network_address] = "the network address"
+    reserved[network.cidr.broadcast_address] = "the broadcast address"
+    if network.gateway_address is not None:
+        reserved[network.gateway_address] = "the gateway"
+    elif network.host_address is not None:
+        reserved[network.host_address] = "the host's address"
+    return reserved
+
+
+def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
+    names = sorted(known)
+    message = f"unknown {kind} '{name}'"
+    close = difflib.get_close_matches(name, names, n=1)
+    if close:
+        return f"{message} (did you mean '{close[0]}'?)"
+    if not names:
+        return f"{message} (no {kind}s are defined)"
+    if len(names) <= 5:
+        return f"{message} (defined: {', '.join(names)})"
+    return message
+
+
+def _ip_text(value: int) -> str:
+    return str(IPv4Address(value)) if 0 <= value < 2**32 else "beyond 255.255.255.255"
+
+
+def _check_address_range(name: str, network: NetworkSpec, base: IPv4Address, count: int) -> str | None:
+    """First problem with the static addresses base .. base+count-1, or None."""
+    cidr = network.cidr
+    if cidr is None:
+        return f"network {name} has no cidr; set one on the network to use static addresses"
+    where = f"network {name} ({cidr})"
+    if base not in cidr:
+        return f"{base} is outside {where}"
+    first, last = int(base), int(base) + count - 1
+    span = f"addresses {base}–{_ip_text(last)} (count {count})"
+    if count > 1 and last >= int(cidr.broadcast_address):
+        return f"with count {count}, addresses {base}–{_ip_text(last)} run past {where}"
+    for address, what in sorted(reserved_addresses(network).items()):
+        if first <= int(address) <= last:
+            if count == 1:
+                return f"{base} is {what} of {where}"
+            return f"{span} include {address}, {what} of {where}"
+    rng = dhcp_range(network)
+    if rng is not None and first <= int(rng[1]) and int(rng[0]) <= last:
+        dhcp = f"the DHCP range of network {name} ({rng[0]}–{rng[1]})"
+        if count == 1:
+            return f"{base} is inside {dhcp}"
+        return f"{span} overlap {dhcp}"
+    return None
+
+
+class _Checker:
+    """Accumulates issues; one instance per validate_spec call."""
+
+    def __init__(self, spec: StackSpec, file: str) -> None:
+        self.spec = spec
+        self.file = file
+        self.issues: list[SpecIssue] = []
+        # First definition of each network name (host order) is the reference.
+        self.networks: dict[str, tuple[str, NetworkSpec]] = {}
+        self.pool_names: set[str] = set()
+        # Cache of "which hosts lack what" per requirement set: many groups
+        # share one, and hosts x groups would be slow on big fleets.
+        self._offer_cache: dict[tuple[tuple[str, ...], str | None], str | None] = {}
+
+    def add(self, path: str, message: str) -> None:
+        self.issues.append(SpecIssue(self.file, path, message))
+
+    # ----------------------------------------------------------------- hosts
+    def check_hosts(self) -> None:
+        for host_name, host in self.spec.hosts.items():
+            base = f"hosts.{host_name}"
+            self.pool_names.update(host.pools)
+            seen_paths: dict[str, str] = {}
+            for pool_name, pool in host.pools.items():
+                other = seen_paths.setdefault(pool.path.rstrip("/") or "/", pool_name)
+                if other != pool_name:
+                    self.add(f"{base}.pools.{pool_name}.path", f"{pool.path} is also the path of pool {other}")
+            for net_name, net in host.networks.items():
+                self._check_consistent(host_name, net_name, net)
+            self._check_overlaps(host_name, host)
+
+    def _check_consistent(self, host_name: str, net_name: str, net: NetworkSpec) -> None:
+        first = self.networks.setdefault(net_name, (host_name, net))
+        if first[0] == host_name:
+            return
+        ref = first[1]
+        diffs = []
+        if net.mode != ref.mode:
+            diffs.append(f"mode {net.mode} vs {ref.mode}")
+        if net.cidr != ref.cidr:
+            diffs.append(f"cidr {net.cidr or 'none'} vs {ref.cidr or 'none'}")
+        if net.dhcp_enabled != ref.dhcp_enabled:
+            diffs.append(f"dhcp {str(net.dhcp_enabled).lower()} vs {str(ref.dhcp_enabled).lower()}")
+        if net.gateway != ref.gateway:
+            diffs.append(f"gateway {net.gateway or 'none'} vs {ref.gateway or 'none'}")
+        if diffs:
+            self.add(
+                f"hosts.{host_name}.networks.{net_name}",
+                f"differs from network {net_name} on host {first[0]} ({', '.join(diffs)}); "
+                "a network must have the same mode, cidr, dhcp and gateway on every host",
+            )
+
+    def _check_overlaps(self, host_name: str, host: HostSpec) -> None:
+        with_cidr = sorted(
+            ((net.cidr, name) for name, net in host.networks.items() if net.cidr is not None),
+            key=lambda item: (int(item[0].network_address), -item[0].prefixlen, item[1]),
+        )
+        # Sweep in address order, remembering the network reaching furthest.
+        reach: tuple[IPv4Network, str] | None = None
+        for cidr, name in with_cidr:
+            if reach is not None and int(cidr.network_address) <= int(reach[0].broadcast_address):
+                self.add(
+                    f"hosts.{host_name}.networks.{name}.cidr",
+                    f"{cidr} overlaps network {reach[1]} ({reach[0]}) on the same host",
+                )
+            if reach is None or int(cidr.broadcast_address) > int(reach[0].broadcast_address):
+                reach = (cidr, name)
+
+    # ------------------------------------------------------------------- vms
+    def check_vms(self, fleet: list[VmInstance]) -> None:
+        by_group: dict[str, VmInstance] = {}
+        for vm in fleet:
+            by_group.setdefault(vm.group, vm)
+        for group, vm in self.spec.vms.items():
+            self._check_name_length(group, vm)
+            self._check_references(group, vm, by_group.get(group))
+        self._check_unique_names(fleet)
+        self._check_addresses(fleet)
+
+    def _check_name_length(self, group: str, vm: VmSpec) -> None:
+        longest = group if vm.count == 1 else f"{group}-{vm.count}"
+        if len(longest) > NAME_MAX:
+            self.add(
+                f"vms.{group}",
+                f"instance names such as {longest} would be {len(longest)} characters long "
+                f"(at most {NAME_MAX}); shorten the group name",
+            )
+
+    def _check_references(self, group: str, vm: VmSpec, instance: VmInstance | None) -> None:
+        base = f"vms.{group}"
+        spec = self.spec
+        if vm.image not in spec.images:
+            self.add(f"{base}.image", _unknown("image", vm.image, spec.images))
+        if vm.host is not None:
+            host = spec.hosts.get(vm.host)
+            if host is None:
+                self.add(f"{base}.host", _unknown("host", vm.host, spec.hosts))
+                return
+            for i, nic in enumerate(vm.nics):
+                if nic.network not in host.networks:
+                    self.add(
+                        f"{base}.nics[{i}].network",
+                        _unknown("network", nic.network, host.networks).replace(
+                            "unknown network", f"host {vm.host} has no network", 1
+                        ),
+                    )
+            if resolve_pool(host, vm.pool) is None:
+                if vm.pool is None:
+                    pools = ", ".join(host.pools)
+                    self.add(f"{base}.pool", f"required because host {vm.host} has several pools ({pools})")
+                else:
+                    self.add(
+                        f"{base}.pool",
+                        _unknown("pool", vm.pool, host.pools).replace(
+                            "unknown pool", f"host {vm.host} has no pool", 1
+                        ),
+                    )
+            return
+        dangling = False
+        for i, nic in enumerate(vm.nics):
+            if nic.network not in self.networks:
+                dangling = True
+                self.add(
+                    f"{base}.nics[{i}].network",
+                    _unknown("network", nic.network, self.networks) + " on any host",
+                )
+        if vm.pool is not None and vm.pool not in self.pool_names:
+            dangling = True
+            self.add(f"{base}.pool", _unknown("pool", vm.pool, self.pool_names) + " on any host")
+        if not dangling and instance is not None:
+            problem = self._no_host_offers(instance)
+            if problem is not None:
+                self.add(base, problem)
+
+    def _no_host_offers(self, vm: VmInstance) -> str | None:
+        key = (tuple(sorted(vm.networks)), vm.pool)
+        if key not in self._offer_cache:
+            lacking: list[str] = []
+            result: str | None = None
+            for host_name in sorted(self.spec.hosts):
+                missing = missing_on_host(vm, self.spec.hosts[host_name])
+                if not missing:
+                    break
+                lacking.append(f"{host_name} lacks {', '.join(missing)}")
+            else:
+                needs = [f"network {n}" for n in vm.networks]
+                needs.append(f"pool {vm.pool}" if vm.pool else "a single pool (pool is not set)")
+                shown = "; ".join(lacking[:3]) + ("; …" if len(lacking) > 3 else "")
+                result = f"no host offers {', '.join(needs)} together ({shown})"
+            self._offer_cache[key] = result
+        return self._offer_cache[key]
+
+    def _check_unique_names(self, fleet: list[VmInstance]) -> None:
+        owner: dict[str, str] = {}
+        reported: set[tuple[str, str]] = set()
+        for vm in fleet:
+            first = owner.setdefault(vm.name, vm.group)
+            if first != vm.group and (first, vm.group) not in reported:
+                reported.add((first, vm.group))
+                self.add(f"vms.{vm.group}", f"VM name {vm.name} is used by both vms.{first} and vms.{vm.group}")
+
+    def _check_addresses(self, fleet: list[VmInstance]) -> None:
+        # Range checks once per group NIC (not per instance: O(groups)); then
+        # uniqueness per instance with one dict per network: O(instances).
+        valid: set[tuple[str, int]] = set()
+        for group, vm in self.spec.vms.items():
+            for i, nic in enumerate(vm.nics):
+                if nic.ip is None or nic.network not in self.networks:
+                    continue
+                if vm.host is not None:
+                    host = self.spec.hosts.get(vm.host)
+                    if host is None or nic.network not in host.networks:
+                        continue  # reported as a reference problem
+                problem = _check_address_range(nic.network, self.networks[nic.network][1], nic.ip, vm.count)
+                if problem is None:
+                    valid.add((group, i))
+                else:
+                    self.add(f"vms.{group}.nics[{i}].ip", problem)
+        used: dict[tuple[str, int], VmInstance] = {}
+        # One issue per (NIC path, other group), counting the extra addresses,
+        # so two overlapping count ranges do not print a line per address.
+        clashes: dict[tuple[str, str], _Clash] = {}
+        for vm in fleet:
+            for i, nic in enumerate(vm.nics):
+                if nic.ip is None or (vm.group, i) not in valid:
+                    continue
+                other = used.setdefault((nic.network, int(nic.ip)), vm)
+                if other is vm:
+                    continue
+                path = f"vms.{vm.group}.nics[{i}].ip"
+                clash = clashes.get((path, other.group))
+                if clash is None:
+                    clashes[(path, other.group)] = _Clash(nic.ip, nic.network, other.name, vm.name)
+                else:
+                    clash.more += 1
+        for (path, other_group), clash in clashes.items():
+            message = f"{clash.ip} on network {clash.network} is used by both {clash.first} and {clash.second}"
+            if clash.more:
+                plural = "es" if clash.more > 1 else ""
+                message += f" (and {clash.more} more address{plural} shared with vms.{other_group})"
+            self.add(path, message)
+
+
+@dataclass
+class _Clash:
+    ip: IPv4Address
+    network: str
+    first: str
+    second: str
+    more: int = 0
+
+
+def validate_spec(spec: StackSpec, file: str, fleet: list[VmInstance] | None = None) -> list[SpecIssue]:
+    checker = _Checker(spec, file)
+    checker.check_hosts()
+    checker.check_vms(expand_fleet(spec) if fleet is None else fleet)
+    return checker.issues
+
+
+def check_macs(
+    fleet: Iterable[VmInstance],
+    assignments: Mapping[str, str],
+    hosts: Mapping[str, HostSpec],
+    file: str,
+) -> list[SpecIssue]:
+    """MAC clashes per L2 segment, given placement (vm name -> host name)."""
+    issues: list[SpecIssue] = []
+    used: dict[tuple[str, str, str], str] = {}
+    for vm in fleet:
+        host_name = assignments.get(vm.name)
+        host = hosts.get(host_name) if host_name is not None else None
+        if host is None:
+            continue
+        for i, nic in enumerate(vm.nics):
+            network = host.networks.get(nic.network)
+            if network is None:
+                continue
+            # A bridge is one LAN for all hosts; nat/isolated networks are
+            # private to their host.
+            segment = "" if network.mode == "bridge" else host_name
+            other = used.setdefault((segment, nic.network, nic.mac), vm.name)
+            if other == vm.name:
+                continue
+            where = f"network {nic.network}" + (f" on host {host_name}" if segment else "")
+            message = f"{nic.mac} on {where} is used by both {other} and {vm.name}"
+            if nic.mac_derived:
+                message += " (derived MACs rarely collide; set mac on one of them)"
+            issues.append(SpecIssue(file, f"vms.{vm.group}.nics[{i}].mac", message))
+    return issues
