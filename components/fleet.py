@@ -9,8 +9,7 @@ import pulumi
 
 from components.host import Host, HostArgs
 from components.libvirt_args import Connection, ResolvedImage
-from virtstack.fleet import expand_fleet
-from virtstack.placement import place
+from virtstack.placement import plan
 from virtstack.spec import StackSpec
 
 
@@ -29,15 +28,9 @@ class Fleet(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("virtstack:fleet:Fleet", name, None, opts)
-        instances = expand_fleet(args.spec)
-        placement = place(
-            instances,
-            args.spec.hosts,
-            args.spec.placement.strategy,
-            previous=args.previous_placement,
-            file=args.spec_file,
-        )
-        self.placement = dict(placement.assignments)
+        fleet_plan = plan(args.spec, args.spec_file, previous=args.previous_placement)
+        instances = fleet_plan.fleet
+        self.placement = dict(fleet_plan.placement.assignments)
         self.hosts = {}
         for host_name, host_spec in args.spec.hosts.items():
             placed = [vm for vm in instances if self.placement.get(vm.name) == host_name]

@@ -9,7 +9,7 @@ import pulumi
 from components.hypervisor import Hypervisor, HypervisorArgs
 from components.libvirt_args import Connection, ResolvedImage
 from components.vm import VirtualMachine, VirtualMachineArgs
-from virtstack.fleet import VmInstance
+from virtstack.fleet import VmInstance, resolve_pool
 from virtstack.spec import HostSpec
 
 HostConnection = Connection
@@ -37,7 +37,8 @@ class Host(pulumi.ComponentResource):
     def __init__(self, name: str, args: HostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("virtstack:host:Host", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        pools = {vm.name: vm.pool or next(iter(args.spec.pools)) for vm in args.vms}
+        # Placement only puts a VM where its pool exists, so this always resolves.
+        pools = {vm.name: resolve_pool(args.spec, vm.pool) or "" for vm in args.vms}
         self.hypervisor = Hypervisor(
             f"{name}-hypervisor",
             HypervisorArgs(

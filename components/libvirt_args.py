@@ -60,9 +60,9 @@ def network_props(conn: Connection, name: str, net: NetworkSpec) -> dict[str, An
     props["bridge"] = bridge_name(conn.host, name)
     props["cidr"] = str(net.cidr)
     props["dhcp"] = net.dhcp_enabled
-    if net.dhcp_enabled:
-        first, last = dhcp_range(net)
-        props["dhcp_start"], props["dhcp_end"] = str(first), str(last)
+    dhcp = dhcp_range(net)
+    if dhcp is not None:
+        props["dhcp_start"], props["dhcp_end"] = str(dhcp[0]), str(dhcp[1])
     return props
 
 

@@ -47,15 +47,11 @@ class VirtualMachine(pulumi.ComponentResource):
         }
         # User data can hold passwords: it is a secret from here to the state file.
         user_data = pulumi.Output.secret(render_user_data(vm))
+        network_config = render_network_config(vm, args.network_specs)
         self.seed = Volume(
             f"{name}-seed",
             la.seed_volume_props(
-                conn,
-                pool,
-                vm,
-                user_data,
-                render_meta_data(vm),
-                render_network_config(vm, args.network_specs),
+                conn, pool, vm, user_data, render_meta_data(vm, network_config), network_config
             ),
             in_pool,
         )

@@ -4,7 +4,7 @@ Public API:
     place(fleet, hosts, strategy, previous=None, *, file="<stack>") -> Placement
         Raises SpecError listing every VM that cannot be placed and every host
         that pinned VMs overfill.
-    plan(spec, file, previous=None) -> FleetPlan
+    plan(spec, file, previous=None, fleet=None) -> FleetPlan
         expand_fleet + place + MAC checks per L2 segment (validate.check_macs).
     Placement(assignments: dict[vm, host], usage: dict[host, HostUsage])
     HostUsage(host, vcpus, memory_bytes, disk_bytes, capacity..., vms)
@@ -107,7 +107,9 @@ class _State:
     def __init__(self, hosts: Mapping[str, HostSpec]) -> None:
         self.hosts = hosts
         self.names = sorted(hosts)
-        self.cap = {h: (hosts[h].capacity.vcpus, hosts[h].capacity.memory, hosts[h].capacity.disk) for h in hosts}
+        self.cap = {
+            h: (hosts[h].capacity.vcpus, hosts[h].capacity.memory, hosts[h].capacity.disk) for h in hosts
+        }
         self.used = {h: [0, 0, 0] for h in hosts}
         self.version = dict.fromkeys(hosts, 0)
         self.assigned: dict[str, str] = {}
@@ -192,6 +194,10 @@ def _amount(resource: int, n: int) -> str:
     return _vcpus(n) if resource == 0 else format_size(n)
 
 
+def _bare_amount(resource: int, n: int) -> str:
+    return str(n) if resource == 0 else format_size(n)
+
+
 def _named_amount(resource: int, n: int) -> str:
     return _vcpus(n) if resource == 0 else f"{format_size(n)} {_RESOURCES[resource]}"
 
@@ -218,12 +224,17 @@ def _unplaceable_reason(state: _State, vm: VmInstance) -> str:
     tail = f", and {len(eligible) - 5} more" if len(eligible) > 5 else ""
     if len(common) == 1:
         r = common[0]
-        frees = ", ".join(f"{h} {_amount(r, state.cap[h][r] - state.used[h][r])} free" for h in shown)
+        # Bare numbers for vCPUs ("node-a 1 free"); clamp: pinned VMs may overfill.
+        frees = ", ".join(
+            f"{h} {_bare_amount(r, max(0, state.cap[h][r] - state.used[h][r]))} free" for h in shown
+        )
         if r == 0:
             return f"no host has {_vcpus(need[0])} free ({frees}{tail})"
         return f"no host has {format_size(need[r])} of {_RESOURCES[r]} free ({frees}{tail})"
     details = "; ".join(
-        f"{h}: " + ", ".join(_named_amount(r, state.cap[h][r] - state.used[h][r]) for r in short[h]) + " free"
+        f"{h}: "
+        + ", ".join(_named_amount(r, max(0, state.cap[h][r] - state.used[h][r])) for r in short[h])
+        + " free"
         for h in shown
     )
     wanted = ", ".join(_named_amount(r, need[r]) for r in range(3))
@@ -330,12 +341,19 @@ def place(
     return Placement(assignments=dict(sorted(state.assigned.items())), usage=usage)
 
 
-def plan(spec: StackSpec, file: str, previous: Mapping[str, str] | None = None) -> FleetPlan:
+def plan(
+    spec: StackSpec,
+    file: str,
+    previous: Mapping[str, str] | None = None,
+    fleet: list[VmInstance] | None = None,
+) -> FleetPlan:
     """Expand, place and check MACs per L2 segment; raises SpecError.
 
-    ``spec`` should come from loader.load_spec (already cross-validated).
+    ``spec`` should come from loader.load_spec (already cross-validated);
+    ``fleet`` is expand_fleet(spec), computed when not given.
     """
-    fleet = expand_fleet(spec)
+    if fleet is None:
+        fleet = expand_fleet(spec)
     placement = place(fleet, spec.hosts, spec.placement.strategy, previous, file=file)
     issues = check_macs(fleet, placement.assignments, spec.hosts, file)
     if issues:

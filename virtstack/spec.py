@@ -530,11 +530,16 @@ class NetworkSpec(_Model):
                 issues.append((("bridge",), "only allowed when mode is bridge"))
             if self.gateway is not None:
                 issues.append(
-                    (("gateway",), f"only allowed for bridge networks ({self.mode} networks use the .1 address)")
+                    (
+                        ("gateway",),
+                        f"only allowed for bridge networks ({self.mode} networks use the .1 address)",
+                    )
                 )
         else:
             if self.bridge is None:
-                issues.append((("bridge",), "required for bridge networks: an existing host bridge, e.g. br0"))
+                issues.append(
+                    (("bridge",), "required for bridge networks: an existing host bridge, e.g. br0")
+                )
             if self.dhcp:
                 issues.append(
                     (

@@ -86,8 +86,7 @@ def parse_size(value: object) -> int:
     factor = _FACTORS.get(unit.lower())
     if factor is None:
         raise ValueError(
-            f"unknown size unit {unit!r} in {_shorten(value)} "
-            "(use B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)"
+            f"unknown size unit {unit!r} in {_shorten(value)} (use B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)"
         )
     try:
         # Decimal keeps "1.5GiB" exact; float would not for larger units.

@@ -35,8 +35,8 @@ Rules:
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from virtstack.errors import SpecIssue
@@ -95,7 +95,7 @@ def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
 
 
 def _ip_text(value: int) -> str:
-    return str(IPv4Address(value)) if 0 <= value < 2**32 else "beyond 255.255.255.255"
+    return str(IPv4Address(value)) if 0 <= value < 2**32 else "…"
 
 
 def _check_address_range(name: str, network: NetworkSpec, base: IPv4Address, count: int) -> str | None:
@@ -108,12 +108,13 @@ def _check_address_range(name: str, network: NetworkSpec, base: IPv4Address, cou
         return f"{base} is outside {where}"
     first, last = int(base), int(base) + count - 1
     span = f"addresses {base}–{_ip_text(last)} (count {count})"
-    if count > 1 and last >= int(cidr.broadcast_address):
+    reserved = reserved_addresses(network)
+    if base in reserved:
+        return f"{base} is {reserved[base]} of {where}"
+    if last >= int(cidr.broadcast_address):
         return f"with count {count}, addresses {base}–{_ip_text(last)} run past {where}"
-    for address, what in sorted(reserved_addresses(network).items()):
+    for address, what in sorted(reserved.items()):
         if first <= int(address) <= last:
-            if count == 1:
-                return f"{base} is {what} of {where}"
             return f"{span} include {address}, {what} of {where}"
     rng = dhcp_range(network)
     if rng is not None and first <= int(rng[1]) and int(rng[0]) <= last:
@@ -150,7 +151,9 @@ class _Checker:
             for pool_name, pool in host.pools.items():
                 other = seen_paths.setdefault(pool.path.rstrip("/") or "/", pool_name)
                 if other != pool_name:
-                    self.add(f"{base}.pools.{pool_name}.path", f"{pool.path} is also the path of pool {other}")
+                    self.add(
+                        f"{base}.pools.{pool_name}.path", f"{pool.path} is also the path of pool {other}"
+                    )
             for net_name, net in host.networks.items():
                 self._check_consistent(host_name, net_name, net)
             self._check_overlaps(host_name, host)
@@ -283,7 +286,9 @@ class _Checker:
             first = owner.setdefault(vm.name, vm.group)
             if first != vm.group and (first, vm.group) not in reported:
                 reported.add((first, vm.group))
-                self.add(f"vms.{vm.group}", f"VM name {vm.name} is used by both vms.{first} and vms.{vm.group}")
+                self.add(
+                    f"vms.{vm.group}", f"VM name {vm.name} is used by both vms.{first} and vms.{vm.group}"
+                )
 
     def _check_addresses(self, fleet: list[VmInstance]) -> None:
         # Range checks once per group NIC (not per instance: O(groups)); then
@@ -302,7 +307,7 @@ class _Checker:
                     valid.add((group, i))
                 else:
                     self.add(f"vms.{group}.nics[{i}].ip", problem)
-        used: dict[tuple[str, int], VmInstance] = {}
+        used: dict[tuple[str, int], VmInstance] = {}  # (network, address) -> first user
         # One issue per (NIC path, other group), counting the extra addresses,
         # so two overlapping count ranges do not print a line per address.
         clashes: dict[tuple[str, str], _Clash] = {}
@@ -310,8 +315,10 @@ class _Checker:
             for i, nic in enumerate(vm.nics):
                 if nic.ip is None or (vm.group, i) not in valid:
                     continue
-                other = used.setdefault((nic.network, int(nic.ip)), vm)
-                if other is vm:
+                key = (nic.network, int(nic.ip))
+                other = used.get(key)
+                if other is None:
+                    used[key] = vm
                     continue
                 path = f"vms.{vm.group}.nics[{i}].ip"
                 clash = clashes.get((path, other.group))
@@ -320,7 +327,12 @@ class _Checker:
                 else:
                     clash.more += 1
         for (path, other_group), clash in clashes.items():
-            message = f"{clash.ip} on network {clash.network} is used by both {clash.first} and {clash.second}"
+            if clash.first == clash.second:
+                message = f"{clash.ip} on network {clash.network} is used by another NIC of {clash.first} too"
+            else:
+                message = (
+                    f"{clash.ip} on network {clash.network} is used by both {clash.first} and {clash.second}"
+                )
             if clash.more:
                 plural = "es" if clash.more > 1 else ""
                 message += f" (and {clash.more} more address{plural} shared with vms.{other_group})"

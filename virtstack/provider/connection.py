@@ -41,11 +41,8 @@ def connect(uri: str) -> libvirt.virConnect:
     with _lock:
         conn = _connections.get(uri)
         if conn is not None:
-            try:
-                if conn.isAlive():
-                    return conn
-            except libvirt.libvirtError:
-                pass
+            if _alive(conn):
+                return conn
             _drop(uri)
         conn = libvirt.open(uri)
         _connections[uri] = conn
@@ -62,15 +59,28 @@ def _drop(uri: str) -> None:
 
 
 def with_connection(uri: str, operation: Callable[[libvirt.virConnect], T]) -> T:
-    """Run `operation` on the connection to `uri`, reconnecting once if the connection broke."""
+    """Run `operation` on the connection to `uri`, reconnecting once if the connection broke.
+
+    Only a connection that is really dead is replaced: other threads share it, so an ordinary error
+    (say, "volume exists") must never close it under them.
+    """
+    conn = connect(uri)
     try:
-        return operation(connect(uri))
+        return operation(conn)
     except libvirt.libvirtError as err:
-        if err.get_error_code() not in _BROKEN_CONNECTION_CODES:
+        if err.get_error_code() not in _BROKEN_CONNECTION_CODES or _alive(conn):
             raise
         with _lock:
-            _drop(uri)
+            if _connections.get(uri) is conn:
+                _drop(uri)
         return operation(connect(uri))
+
+
+def _alive(conn: libvirt.virConnect) -> bool:
+    try:
+        return bool(conn.isAlive())
+    except libvirt.libvirtError:
+        return False
 
 
 def is_not_found(err: libvirt.libvirtError) -> bool:

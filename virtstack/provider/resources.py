@@ -57,7 +57,9 @@ class _Provider(ResourceProvider):
         return DiffResult(
             changes=bool(changed),
             replaces=replaces,
-            delete_before_replace=True,  # names are unique per host: the old one must go first
+            # libvirt names are unique per host: a replacement that keeps the name must delete the old
+            # object first; one with a new name (a new image's base volume) is created before.
+            delete_before_replace="name" not in changed,
         )
 
 
@@ -247,8 +249,6 @@ class VolumeProvider(_Provider):
                 vol = pool.createXML(xml.volume_xml(props, capacity), 0)
                 if upload_from is not None:
                     _upload(conn, vol, upload_from)
-            pool.refresh(0)
-            vol = pool.storageVolLookupByName(props["name"])
             info = vol.info()
             return {**props, "path": vol.path(), "key": vol.key(), "capacity": info[1]}
 
@@ -268,9 +268,7 @@ class VolumeProvider(_Provider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         def op(conn: libvirt.virConnect) -> ReadResult:
             try:
-                pool = conn.storagePoolLookupByName(props["pool"])
-                pool.refresh(0)
-                vol = pool.storageVolLookupByName(props["name"])
+                vol = conn.storagePoolLookupByName(props["pool"]).storageVolLookupByName(props["name"])
             except libvirt.libvirtError as err:
                 if is_not_found(err):
                     return ReadResult("", {})

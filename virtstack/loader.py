@@ -1,0 +1,346 @@
+"""Load a stack file: YAML -> StackSpec, with every problem as a SpecIssue.
+
+Public API:
+    load_spec(path: str | Path, display_name: str | None = None) -> StackSpec
+        Reads, parses, validates the schema and cross-validates the fleet
+        (virtstack.validate).  Raises SpecError carrying all issues; issues
+        name the file as given (or ``display_name``).
+    parse_spec(text: str, file: str) -> StackSpec
+        The same for text already in memory.
+    issues_from_validation_error(error, file) -> list[SpecIssue]
+    format_loc(loc) -> str        -- ("vms", "web", "nics", 0, "ip") -> "vms.web.nics[0].ip"
+
+YAML dialect: YAML 1.1 as PyYAML reads it (safe loader only), except that
+colon-separated numbers are *not* base-60 integers, so an unquoted MAC such
+as 52:54:00:12:34:56 stays a string.  Duplicate keys are errors (PyYAML would
+silently keep the last one).  Aliases are allowed, but a document whose
+aliases expand past MAX_NODES values (a "billion laughs" file) or refer to
+themselves is rejected.
+
+Issue order: duplicate keys, then schema problems in pydantic's order (model
+field order, then entry order), then cross-validation problems.  Cross
+validation only runs once the file is structurally valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from virtstack.errors import SpecError, SpecIssue
+from virtstack.spec import ISSUES_ERROR_TYPE, StackSpec
+from virtstack.validate import validate_spec
+
+__all__ = ["format_loc", "issues_from_validation_error", "load_spec", "parse_spec"]
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_NODES = 5_000_000
+
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """Safe loader without YAML 1.1's base-60 numbers."""
+
+
+# PyYAML's int/float resolvers minus their sexagesimal alternatives.
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _INT_TAG,
+    re.compile(
+        r"""^(?:[-+]?0b[0-1_]+
+        |[-+]?0[0-7_]+
+        |[-+]?(?:0|[1-9][0-9_]*)
+        |[-+]?0x[0-9a-fA-F_]+)$""",
+        re.X,
+    ),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+        |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _where(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_nodes(root: yaml.Node, file: str) -> list[SpecIssue]:
+    """Duplicate keys, alias bombs and self-referencing aliases.
+
+    Runs on the composed graph, before construction: merge keys (<<) are
+    not flattened yet, so only keys written in a mapping count as duplicates.
+    Iterative DFS with memoised sizes: aliases share nodes, so this is linear
+    in the file even when the expanded document would be huge.
+    """
+    issues: list[SpecIssue] = []
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            active.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_NODES:
+                raise SpecError.single(
+                    file, "", f"the document expands to more than {MAX_NODES:,} values (through aliases)"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in active:
+            raise SpecError.single(
+                file, "", f"{_where(node.start_mark)}: an alias refers to its own ancestor"
+            )
+        active.add(key)
+        stack.append((node, True))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, str], Any] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+                    continue
+                first = seen.setdefault((key_node.tag, key_node.value), key_node.start_mark)
+                if first is not key_node.start_mark:
+                    issues.append(
+                        SpecIssue(
+                            file,
+                            "",
+                            f"{_where(key_node.start_mark)}: duplicate key '{key_node.value}' "
+                            f"(first at line {first.line + 1})",
+                        )
+                    )
+        stack.extend((child, False) for child in reversed(_children(node)) if id(child) not in sizes)
+    return issues
+
+
+def _yaml_issue(file: str, error: yaml.YAMLError) -> SpecIssue:
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        problem = error.problem or "invalid YAML"
+        if error.context and error.context_mark is not None:
+            problem += f" ({error.context} at line {error.context_mark.line + 1})"
+        return SpecIssue(file, "", f"invalid YAML at {_where(error.problem_mark)}: {problem}")
+    return SpecIssue(file, "", f"invalid YAML: {error}")
+
+
+def _parse_yaml(text: str, file: str) -> tuple[Any, list[SpecIssue]]:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, []
+        issues = _check_nodes(node, file)
+        return loader.construct_document(node), issues
+    except yaml.YAMLError as error:
+        raise SpecError([_yaml_issue(file, error)]) from None
+    except RecursionError:
+        raise SpecError.single(file, "", "invalid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+# ------------------------------------------------------ pydantic -> SpecIssue
+
+_SIMPLE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def format_loc(loc: Sequence[str | int]) -> str:
+    """Dotted path of a location: ("vms", "web", "nics", 0, "ip") -> vms.web.nics[0].ip."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _SIMPLE_KEY.match(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{part!r}]"
+    return out
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Annotated[...] and Optional[...] around a type."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The model class that validates the mapping at ``loc`` (for key hints)."""
+    tp: Any = StackSpec
+    for part in loc:
+        tp = _unwrap(tp)
+        origin = typing.get_origin(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            tp = field.annotation
+        elif origin is dict:
+            tp = typing.get_args(tp)[1]
+        elif origin is list:
+            tp = typing.get_args(tp)[0]
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s" if not word.endswith("y") else f"{n} {word[:-1]}ies"
+
+
+_TYPE_MESSAGES = {
+    "missing": "required",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "list_type": "must be a list",
+    "recursion_loop": "refers to itself",
+}
+
+
+def _issues_from_error(err: Any) -> Iterator[tuple[list[str | int], str]]:
+    loc: list[str | int] = list(err["loc"])
+    kind: str = err["type"]
+    ctx: dict[str, Any] = err.get("ctx") or {}
+    if kind == ISSUES_ERROR_TYPE:
+        for sub_loc, message in ctx["issues"]:
+            yield loc + list(sub_loc), message
+        return
+    if kind == "extra_forbidden" and loc:
+        key = loc.pop()
+        message = f"unknown key {_short_repr(key)}"
+        model = _model_at(loc)
+        if model is not None and isinstance(key, str):
+            close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+            if close:
+                message += f" (did you mean '{close[0]}'?)"
+        yield loc, message
+        return
+    if kind in ("value_error", "assertion_error") and "error" in ctx:
+        message = str(ctx["error"])
+    elif kind in _TYPE_MESSAGES:
+        message = _TYPE_MESSAGES[kind]
+    elif kind == "literal_error":
+        message = f"must be {ctx.get('expected', 'one of the allowed values')} (got {_short_repr(err.get('input'))})"
+    elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        words = {
+            "greater_than_equal": "at least",
+            "greater_than": "greater than",
+            "less_than_equal": "at most",
+            "less_than": "less than",
+        }[kind]
+        bound = next(iter(ctx.values()), "?")
+        message = f"must be {words} {bound}"
+    elif kind == "too_short":
+        message = f"must have at least {_plural(int(ctx.get('min_length', 1)), 'entry')}"
+    elif kind == "too_long":
+        message = f"must have at most {_plural(int(ctx.get('max_length', 0)), 'entry')}"
+    else:
+        raw: str = err.get("msg", "is invalid")
+        message = raw.replace("Input should be", "must be").replace("Value error, ", "")
+    if loc and loc[-1] == "[key]":
+        # A bad mapping key: report it at the mapping, naming the key.
+        loc.pop()
+        key = loc.pop() if loc else "?"
+        if not message.startswith("invalid name"):
+            message = f"key {_short_repr(key)} {message}"
+    yield loc, message
+
+
+def issues_from_validation_error(error: ValidationError, file: str) -> list[SpecIssue]:
+    issues = []
+    for err in error.errors(include_url=False):
+        for loc, message in _issues_from_error(err):
+            issues.append(SpecIssue(file, format_loc(loc), message))
+    return issues
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def parse_spec(text: str, file: str) -> StackSpec:
+    data, issues = _parse_yaml(text, file)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError.single(
+            file, "", "the top level must be a mapping with hosts, images, vms and placement"
+        )
+    try:
+        spec = StackSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(issues + issues_from_validation_error(error, file)) from None
+    if issues:
+        raise SpecError(issues)
+    issues = validate_spec(spec, file)
+    if issues:
+        raise SpecError(issues)
+    return spec
+
+
+def load_spec(path: str | Path, display_name: str | None = None) -> StackSpec:
+    file = display_name if display_name is not None else str(path)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise SpecError.single(file, "", f"cannot read the file: {error.strerror or error}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise SpecError.single(file, "", f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    try:
+        text = raw.decode("utf-8-sig")  # -sig: tolerate a BOM from Windows editors
+    except UnicodeDecodeError as error:
+        raise SpecError.single(file, "", f"not UTF-8 text (bad byte at offset {error.start})") from None
+    return parse_spec(text, file)
