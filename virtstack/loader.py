@@ -85,6 +85,8 @@ _Loader.add_implicit_resolver(
 
 
 def _where(mark: Any) -> str:
+    if mark is None:  # pragma: no cover - PyYAML always sets marks on parsed nodes
+        return "unknown position"
     return f"line {mark.line + 1}, column {mark.column + 1}"
 
 
@@ -128,18 +130,18 @@ def _check_nodes(root: yaml.Node, file: str) -> list[SpecIssue]:
         active.add(key)
         stack.append((node, True))
         if isinstance(node, yaml.MappingNode):
-            seen: dict[tuple[str, str], Any] = {}
+            seen: dict[tuple[str, str], yaml.Node] = {}
             for key_node, _ in node.value:
                 if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
                     continue
-                first = seen.setdefault((key_node.tag, key_node.value), key_node.start_mark)
-                if first is not key_node.start_mark:
+                first = seen.setdefault((key_node.tag, key_node.value), key_node)
+                if first is not key_node:
                     issues.append(
                         SpecIssue(
                             file,
                             "",
                             f"{_where(key_node.start_mark)}: duplicate key '{key_node.value}' "
-                            f"(first at line {first.line + 1})",
+                            f"(first at {_where(first.start_mark).split(',')[0]})",
                         )
                     )
         stack.extend((child, False) for child in reversed(_children(node)) if id(child) not in sizes)
@@ -273,7 +275,8 @@ def _issues_from_error(err: Any) -> Iterator[tuple[list[str | int], str]]:
     elif kind in _TYPE_MESSAGES:
         message = _TYPE_MESSAGES[kind]
     elif kind == "literal_error":
-        message = f"must be {ctx.get('expected', 'one of the allowed values')} (got {_short_repr(err.get('input'))})"
+        expected = ctx.get("expected", "one of the allowed values")
+        message = f"must be {expected} (got {_short_repr(err.get('input'))})"
     elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         words = {
             "greater_than_equal": "at least",

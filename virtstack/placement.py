@@ -288,14 +288,14 @@ def place(
     unplaced: list[VmInstance] = []
     if previous:
         for vm in rest:
-            host = previous.get(vm.name)
+            before = previous.get(vm.name)
             if (
-                host is not None
-                and host in hosts
-                and not missing_on_host(vm, hosts[host])
-                and state.fits(host, vm)
+                before is not None
+                and before in hosts
+                and not missing_on_host(vm, hosts[before])
+                and state.fits(before, vm)
             ):
-                state.assign(vm, host)
+                state.assign(vm, before)
             else:
                 unplaced.append(vm)
     else:
@@ -304,11 +304,11 @@ def place(
     pick = state.pick_spread if strategy == "spread" else state.pick_pack
     failed: list[VmInstance] = []
     for vm in unplaced:
-        host = pick(vm)
-        if host is None:
+        chosen = pick(vm)
+        if chosen is None:
             failed.append(vm)
         else:
-            state.assign(vm, host)
+            state.assign(vm, chosen)
 
     # Reasons use the final usage so the "free" figures are consistent.
     reasons: dict[_Shape, str] = {}

@@ -26,6 +26,10 @@ Rules:
       and are unique per network name across the fleet (conservative: a VM may
       move between hosts).
     * VM names are unique after expansion and fit in 63 characters.
+    * Volume names stay distinct: a VM's volumes are named ``<vm>-root``,
+      ``<vm>-seed`` and ``<vm>-<data disk>`` (plus an extension, see
+      components.libvirt_args), so VM ``web`` with data disk ``1-root`` would
+      overwrite the root disk of ``web-1``.  Checked fleet-wide, conservatively.
     * MACs are unique per L2 segment: (host, network) for nat/isolated, the
       network name for bridges (one LAN).  Derived MACs are random enough that
       fleet-wide uniqueness would fail on big fleets for no reason, so this
@@ -81,6 +85,9 @@ def reserved_addresses(network: NetworkSpec) -> dict[IPv4Address, str]:
     return reserved
 
 
+DASH = "\u2013"  # en dash, as in "10.77.0.128 to 10.77.0.254" written with a range dash
+
+
 def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
     names = sorted(known)
     message = f"unknown {kind} '{name}'"
@@ -107,18 +114,18 @@ def _check_address_range(name: str, network: NetworkSpec, base: IPv4Address, cou
     if base not in cidr:
         return f"{base} is outside {where}"
     first, last = int(base), int(base) + count - 1
-    span = f"addresses {base}–{_ip_text(last)} (count {count})"
+    span = f"addresses {base}{DASH}{_ip_text(last)} (count {count})"
     reserved = reserved_addresses(network)
     if base in reserved:
         return f"{base} is {reserved[base]} of {where}"
     if last >= int(cidr.broadcast_address):
-        return f"with count {count}, addresses {base}–{_ip_text(last)} run past {where}"
+        return f"with count {count}, addresses {base}{DASH}{_ip_text(last)} run past {where}"
     for address, what in sorted(reserved.items()):
         if first <= int(address) <= last:
             return f"{span} include {address}, {what} of {where}"
     rng = dhcp_range(network)
     if rng is not None and first <= int(rng[1]) and int(rng[0]) <= last:
-        dhcp = f"the DHCP range of network {name} ({rng[0]}–{rng[1]})"
+        dhcp = f"the DHCP range of network {name} ({rng[0]}{DASH}{rng[1]})"
         if count == 1:
             return f"{base} is inside {dhcp}"
         return f"{span} overlap {dhcp}"
@@ -198,12 +205,13 @@ class _Checker:
     # ------------------------------------------------------------------- vms
     def check_vms(self, fleet: list[VmInstance]) -> None:
         by_group: dict[str, VmInstance] = {}
-        for vm in fleet:
-            by_group.setdefault(vm.group, vm)
+        for instance in fleet:
+            by_group.setdefault(instance.group, instance)
         for group, vm in self.spec.vms.items():
             self._check_name_length(group, vm)
             self._check_references(group, vm, by_group.get(group))
         self._check_unique_names(fleet)
+        self._check_volume_names(fleet)
         self._check_addresses(fleet)
 
     def _check_name_length(self, group: str, vm: VmSpec) -> None:
@@ -279,6 +287,24 @@ class _Checker:
             self._offer_cache[key] = result
         return self._offer_cache[key]
 
+    def _check_volume_names(self, fleet: list[VmInstance]) -> None:
+        owner: dict[str, str] = {}  # volume stem -> what it is, for the message
+        for instance in fleet:
+            owner[f"{instance.name}-root"] = f"the root disk of {instance.name}"
+            owner[f"{instance.name}-seed"] = f"the cloud-init seed of {instance.name}"
+        reported: set[tuple[str, int]] = set()
+        for instance in fleet:
+            for i, (disk, _) in enumerate(instance.data_disks):
+                stem = f"{instance.name}-{disk}"
+                what = f"data disk {disk} of {instance.name}"
+                first = owner.setdefault(stem, what)
+                if first != what and (instance.group, i) not in reported:
+                    reported.add((instance.group, i))
+                    self.add(
+                        f"vms.{instance.group}.data_disks[{i}].name",
+                        f"volume name {stem} would clash with {first}; rename the data disk",
+                    )
+
     def _check_unique_names(self, fleet: list[VmInstance]) -> None:
         owner: dict[str, str] = {}
         reported: set[tuple[str, str]] = set()
@@ -311,19 +337,21 @@ class _Checker:
         # One issue per (NIC path, other group), counting the extra addresses,
         # so two overlapping count ranges do not print a line per address.
         clashes: dict[tuple[str, str], _Clash] = {}
-        for vm in fleet:
-            for i, nic in enumerate(vm.nics):
-                if nic.ip is None or (vm.group, i) not in valid:
+        for instance in fleet:
+            for i, placed_nic in enumerate(instance.nics):
+                if placed_nic.ip is None or (instance.group, i) not in valid:
                     continue
-                key = (nic.network, int(nic.ip))
+                key = (placed_nic.network, int(placed_nic.ip))
                 other = used.get(key)
                 if other is None:
-                    used[key] = vm
+                    used[key] = instance
                     continue
-                path = f"vms.{vm.group}.nics[{i}].ip"
+                path = f"vms.{instance.group}.nics[{i}].ip"
                 clash = clashes.get((path, other.group))
                 if clash is None:
-                    clashes[(path, other.group)] = _Clash(nic.ip, nic.network, other.name, vm.name)
+                    clashes[(path, other.group)] = _Clash(
+                        placed_nic.ip, placed_nic.network, other.name, instance.name
+                    )
                 else:
                     clash.more += 1
         for (path, other_group), clash in clashes.items():
@@ -363,11 +391,11 @@ def check_macs(
 ) -> list[SpecIssue]:
     """MAC clashes per L2 segment, given placement (vm name -> host name)."""
     issues: list[SpecIssue] = []
-    used: dict[tuple[str, str, str], str] = {}
+    used: dict[tuple[str, str, str], str] = {}  # (segment, network, mac) -> first VM
     for vm in fleet:
         host_name = assignments.get(vm.name)
         host = hosts.get(host_name) if host_name is not None else None
-        if host is None:
+        if host_name is None or host is None:
             continue
         for i, nic in enumerate(vm.nics):
             network = host.networks.get(nic.network)
@@ -376,11 +404,16 @@ def check_macs(
             # A bridge is one LAN for all hosts; nat/isolated networks are
             # private to their host.
             segment = "" if network.mode == "bridge" else host_name
-            other = used.setdefault((segment, nic.network, nic.mac), vm.name)
-            if other == vm.name:
+            key = (segment, nic.network, nic.mac)
+            other = used.get(key)
+            if other is None:
+                used[key] = vm.name
                 continue
             where = f"network {nic.network}" + (f" on host {host_name}" if segment else "")
-            message = f"{nic.mac} on {where} is used by both {other} and {vm.name}"
+            if other == vm.name:
+                message = f"{nic.mac} on {where} is used by another NIC of {vm.name} too"
+            else:
+                message = f"{nic.mac} on {where} is used by both {other} and {vm.name}"
             if nic.mac_derived:
                 message += " (derived MACs rarely collide; set mac on one of them)"
             issues.append(SpecIssue(file, f"vms.{vm.group}.nics[{i}].mac", message))

@@ -15,11 +15,14 @@ from virtstack.spec import NetworkSpec, VmSpec
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHdXwOaFbwvfEXd5Oxqh0G8dfdXlDyFhJyxpHAdnFUxY ops@example"
 
 NETWORKS = {
-    "lab": NetworkSpec(mode="nat", cidr="10.77.0.0/24"),  # type: ignore[arg-type]
-    "iso": NetworkSpec(mode="isolated", cidr="10.78.0.0/24"),  # type: ignore[arg-type]
-    "quiet": NetworkSpec(mode="isolated", cidr="10.79.0.0/24", dhcp=False),  # type: ignore[arg-type]
-    "lan": NetworkSpec(mode="bridge", bridge="br0", cidr="192.168.1.0/24", gateway="192.168.1.254"),  # type: ignore[arg-type]
-    "lan-nocidr": NetworkSpec(mode="bridge", bridge="br1"),  # type: ignore[arg-type]
+    name: NetworkSpec.model_validate(data)
+    for name, data in {
+        "lab": {"mode": "nat", "cidr": "10.77.0.0/24"},
+        "iso": {"mode": "isolated", "cidr": "10.78.0.0/24"},
+        "quiet": {"mode": "isolated", "cidr": "10.79.0.0/24", "dhcp": False},
+        "lan": {"mode": "bridge", "bridge": "br0", "cidr": "192.168.1.0/24", "gateway": "192.168.1.254"},
+        "lan-nocidr": {"mode": "bridge", "bridge": "br1"},
+    }.items()
 }
 
 

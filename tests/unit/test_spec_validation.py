@@ -5,6 +5,9 @@ new value, or to DELETE to drop the key.  Each case lists *every* line the
 resulting SpecError must print, so a new spurious issue fails the test too.
 """
 
+# Expected messages are kept whole on one line each, so they can be grepped for.
+# ruff: noqa: E501, RUF001
+
 from __future__ import annotations
 
 import copy
@@ -63,10 +66,7 @@ def patched(patch: dict[str, Any]) -> dict[str, Any]:
         parts: list[Any] = [int(p) if p.isdigit() else p for p in dotted.split(".")]
         target: Any = doc
         for part in parts[:-1]:
-            if isinstance(target, dict):
-                target = target.setdefault(part, {})
-            else:
-                target = target[part]
+            target = target.setdefault(part, {}) if isinstance(target, dict) else target[part]
         if value is DELETE:
             del target[parts[-1]]
         elif isinstance(target, list) and parts[-1] == len(target):
@@ -787,6 +787,39 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
         "name clash after count",
         {"vms.web-2": {"image": "debian-12", "vcpus": 1, "memory": "1GiB", "disk": "1GiB"}},
         lines("vms.web-2: VM name web-2 is used by both vms.web and vms.web-2"),
+    ),
+    (
+        "data disk volume clashes with a root disk",
+        {
+            "vms.web.data_disks": [{"name": "1-root", "size": "1GiB"}],
+            "vms.web.count": 1,
+            "vms.web-1": {"image": "debian-12", "vcpus": 1, "memory": "1GiB", "disk": "1GiB"},
+        },
+        lines(
+            "vms.web.data_disks[0].name: volume name web-1-root would clash with the root disk of web-1; rename the data disk"
+        ),
+    ),
+    (
+        "data disk volumes clash",
+        {
+            "vms.a": {
+                "image": "debian-12",
+                "vcpus": 1,
+                "memory": "1GiB",
+                "disk": "1GiB",
+                "data_disks": [{"name": "b-x", "size": 1}],
+            },
+            "vms.a-b": {
+                "image": "debian-12",
+                "vcpus": 1,
+                "memory": "1GiB",
+                "disk": "1GiB",
+                "data_disks": [{"name": "x", "size": 1}],
+            },
+        },
+        lines(
+            "vms.a-b.data_disks[0].name: volume name a-b-x would clash with data disk b-x of a; rename the data disk"
+        ),
     ),
     # --- cloud-init
     (

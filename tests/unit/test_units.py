@@ -1,5 +1,8 @@
 """Size parsing and formatting (virtstack.units)."""
 
+# Expected messages are kept whole on one line each, so they can be grepped for.
+# ruff: noqa: E501
+
 from __future__ import annotations
 
 import pytest
