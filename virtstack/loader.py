@@ -98,6 +98,25 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+def _duplicate_keys(node: yaml.MappingNode, file: str) -> list[SpecIssue]:
+    issues = []
+    seen: dict[tuple[str, str], yaml.Node] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+            continue
+        first = seen.setdefault((key_node.tag, key_node.value), key_node)
+        if first is not key_node:
+            line = _where(first.start_mark).split(",")[0]
+            issues.append(
+                SpecIssue(
+                    file,
+                    "",
+                    f"{_where(key_node.start_mark)}: duplicate key '{key_node.value}' (first at {line})",
+                )
+            )
+    return issues
+
+
 def _check_nodes(root: yaml.Node, file: str) -> list[SpecIssue]:
     """Duplicate keys, alias bombs and self-referencing aliases.
 
@@ -107,19 +126,24 @@ def _check_nodes(root: yaml.Node, file: str) -> list[SpecIssue]:
     in the file even when the expanded document would be huge.
     """
     issues: list[SpecIssue] = []
+    if isinstance(root, yaml.ScalarNode):
+        return issues
     sizes: dict[int, int] = {}
     active: set[int] = set()
+    # Scalars (most nodes) are leaves of size 1 and never go on the stack.
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, finished = stack.pop()
         key = id(node)
+        children = _children(node)
         if finished:
             active.discard(key)
-            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
-            if sizes[key] > MAX_NODES:
+            size = 1 + sum(1 if isinstance(c, yaml.ScalarNode) else sizes[id(c)] for c in children)
+            if size > MAX_NODES:
                 raise SpecError.single(
                     file, "", f"the document expands to more than {MAX_NODES:,} values (through aliases)"
                 )
+            sizes[key] = size
             continue
         if key in sizes:
             continue
@@ -130,21 +154,12 @@ def _check_nodes(root: yaml.Node, file: str) -> list[SpecIssue]:
         active.add(key)
         stack.append((node, True))
         if isinstance(node, yaml.MappingNode):
-            seen: dict[tuple[str, str], yaml.Node] = {}
-            for key_node, _ in node.value:
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
-                    continue
-                first = seen.setdefault((key_node.tag, key_node.value), key_node)
-                if first is not key_node:
-                    issues.append(
-                        SpecIssue(
-                            file,
-                            "",
-                            f"{_where(key_node.start_mark)}: duplicate key '{key_node.value}' "
-                            f"(first at {_where(first.start_mark).split(',')[0]})",
-                        )
-                    )
-        stack.extend((child, False) for child in reversed(_children(node)) if id(child) not in sizes)
+            issues.extend(_duplicate_keys(node, file))
+        stack.extend(
+            (child, False)
+            for child in reversed(children)
+            if not isinstance(child, yaml.ScalarNode) and id(child) not in sizes
+        )
     return issues
 
 
