@@ -6,6 +6,7 @@ libvirt call.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pulumi
@@ -37,7 +38,10 @@ def main() -> None:
             ),
         )
     except VirtstackError as err:
-        raise pulumi.RunError(str(err)) from None
+        # One clean message and a "bail" exit (32): the engine shows the message, no traceback and no
+        # second "unhandled error" line.
+        pulumi.log.error(str(err))
+        sys.exit(32)
     pulumi.export("placement", fleet.placement)
     pulumi.export("vms", fleet.vms)
     pulumi.export("hosts", {name: host.uri for name, host in fleet.hosts.items()})

@@ -27,8 +27,9 @@ class Fleet(pulumi.ComponentResource):
     hosts: dict[str, Host]
 
     def __init__(self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("virtstack:fleet:Fleet", name, None, opts)
+        # Placement first: an infeasible fleet must fail before anything is registered.
         fleet_plan = plan(args.spec, args.spec_file, previous=args.previous_placement)
+        super().__init__("virtstack:fleet:Fleet", name, None, opts)
         instances = fleet_plan.fleet
         self.placement = dict(fleet_plan.placement.assignments)
         self.hosts = {}

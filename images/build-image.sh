@@ -53,9 +53,11 @@ readonly PACKAGES=(
 )
 # Modules put into (and loaded by) the initramfs. MODULES=list keeps the
 # initramfs small; this list is what the root disk and the NoCloud seed
-# need. The cdrom drivers must be present before systemd starts: cloud-init's
-# generator (ds-identify) looks for the "cidata" label right then and turns
-# cloud-init off for the whole boot if it sees no seed.
+# need. The cdrom drivers are loaded here rather than left to udev after
+# switch-root so that /dev/sr0 exists before systemd starts: cloud-init's
+# generator (ds-identify) and cloud-init-local look for the "cidata" label
+# early, and if they miss it cloud-init falls back to DataSourceNone and
+# ignores the user-data for that boot.
 readonly INITRAMFS_MODULES=(
   virtio_pci virtio_blk virtio_scsi
   ata_piix sr_mod cdrom isofs
@@ -341,8 +343,11 @@ dd if="$MBR_BIN" of="$raw" bs=440 count=1 conv=notrunc status=none
 # --- boot partition: FAT16 with syslinux, kernel and initrd ------------------
 boot_off=$((BOOT_START * SECTOR))
 # -F 16 must be explicit with --offset (mkfs.fat would not pick FAT16 from
-# the block count alone); --offset is in sectors, the size in KiB blocks.
-mkfs.vfat -F 16 -n BOOT --offset "$BOOT_START" "$raw" $((BOOT_SECTORS * SECTOR / 1024)) >/dev/null
+# the block count alone); --offset is in sectors, the size in KiB blocks;
+# -h records the partition start as "hidden sectors" in the boot sector, as
+# for a filesystem made on the partition device itself. mkfs.fat warns
+# "block count mismatch" because the file is the whole disk: expected.
+mkfs.vfat -F 16 -n BOOT -h "$BOOT_START" --offset "$BOOT_START" "$raw" $((BOOT_SECTORS * SECTOR / 1024)) >/dev/null
 cat >"$tmp/syslinux.cfg" <<EOF
 DEFAULT linux
 PROMPT 0

@@ -106,3 +106,16 @@ def test_overlay_volume_names_its_backing_image() -> None:
     assert root.find("backingStore/format").get("type") == "qcow2"
     plain = ET.fromstring(xml.volume_xml({"name": "d.qcow2", "format": "qcow2"}, 2**30))
     assert plain.find("backingStore") is None
+
+
+def test_parse_volume_reads_back_what_adoption_compares() -> None:
+    doc = xml.volume_xml({"name": "a.qcow2", "format": "qcow2", "backing_path": "/p/base.qcow2"}, 3 * 2**30)
+    assert xml.parse_volume(doc) == {"capacity": 3 * 2**30, "format": "qcow2", "backing_path": "/p/base.qcow2"}
+    libvirt_style = "<volume><capacity unit='KiB'>1024</capacity><target><format type='raw'/></target></volume>"
+    assert xml.parse_volume(libvirt_style) == {"capacity": 2**20, "format": "raw", "backing_path": None}
+
+
+def test_redefinition_keeps_the_domain_uuid() -> None:
+    root = ET.fromstring(xml.domain_xml(DOMAIN, uuid="c8c100f1-6d2a-4a4b-8593-4b2adea11e35"))
+    assert root.findtext("uuid") == "c8c100f1-6d2a-4a4b-8593-4b2adea11e35"
+    assert ET.fromstring(xml.domain_xml(DOMAIN)).find("uuid") is None

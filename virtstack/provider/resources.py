@@ -204,6 +204,15 @@ def _seed_iso(props: dict[str, Any], workdir: str) -> str:
     return iso
 
 
+def _volume_matches(vol: libvirt.virStorageVol, props: dict[str, Any]) -> bool:
+    doc = xml.parse_volume(vol.XMLDesc(0))
+    return (
+        doc["capacity"] == int(props["size"])
+        and doc["format"] == (props.get("format") or "qcow2")
+        and doc["backing_path"] == (props.get("backing_path") or None)
+    )
+
+
 class VolumeProvider(_Provider):
     """Roles: `base` (an image uploaded once per host), `root` (copy-on-write over a base), `data`
     (an empty qcow2), `seed` (a cloud-init NoCloud ISO built from the user data)."""
@@ -233,7 +242,13 @@ class VolumeProvider(_Provider):
                     raise
                 existing = None
             if existing is not None:
-                # Left by an interrupted run: its content is unknown, so start it afresh.
+                # Left by an interrupted run (created before the engine recorded it). A disk that is
+                # what we asked for is adopted as is — a guest may already run on it; an image or seed
+                # whose upload may have been cut short is made afresh.
+                if props["role"] in ("root", "data") and _volume_matches(existing, props):
+                    info = existing.info()
+                    outs = {**props, "path": existing.path(), "key": existing.key(), "capacity": info[1]}
+                    return outs
                 existing.delete(0)
             role = props["role"]
             with tempfile.TemporaryDirectory(prefix="virtstack-") as workdir:
@@ -373,20 +388,24 @@ _STATE_NAMES = {
 }
 
 
+def _lookup_domain(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError as err:
+        if is_not_found(err):
+            return None
+        raise
+
+
 class DomainProvider(_Provider):
     replace_keys = frozenset({"uri", "name"})
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         def op(conn: libvirt.virConnect) -> dict[str, Any]:
-            try:
-                old = conn.lookupByName(props["name"])
-            except libvirt.libvirtError as err:
-                if not is_not_found(err):
-                    raise
-            else:
-                # Left by an interrupted run: adopt by redefining it as asked.
-                _stop(old)
-            dom = conn.defineXML(xml.domain_xml(props))
+            # A domain of this name here was left by an interrupted run (created before the engine
+            # could record it): adopt it by redefining it as asked, keeping its UUID.
+            old = _lookup_domain(conn, props["name"])
+            dom = conn.defineXML(xml.domain_xml(props, old.UUIDString() if old else None))
             dom.setAutostart(1 if props.get("autostart") else 0)
             if props.get("running", True):
                 _start(dom)
@@ -399,17 +418,14 @@ class DomainProvider(_Provider):
         changed = set(_changed_keys(olds, news))
 
         def op(conn: libvirt.virConnect) -> dict[str, Any]:
-            try:
-                dom = conn.lookupByName(news["name"])
-            except libvirt.libvirtError as err:
-                if not is_not_found(err):
-                    raise
-                dom = None
+            dom = _lookup_domain(conn, news["name"])
             if dom is None or not changed <= _IN_PLACE_DOMAIN_KEYS:
                 # Redefine: a restart with the same disks. (A vanished domain is simply defined again.)
+                uuid = None
                 if dom is not None:
                     _stop(dom)
-                dom = conn.defineXML(xml.domain_xml(news))
+                    uuid = dom.UUIDString()
+                dom = conn.defineXML(xml.domain_xml(news, uuid))
             dom.setAutostart(1 if news.get("autostart") else 0)
             if news.get("running", True):
                 _start(dom)

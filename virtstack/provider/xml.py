@@ -70,12 +70,15 @@ def volume_xml(props: dict[str, Any], capacity: int) -> str:
     return _render(vol)
 
 
-def domain_xml(props: dict[str, Any]) -> str:
+def domain_xml(props: dict[str, Any], uuid: str | None = None) -> str:
     """The domain document. Disks are pool volumes (so remote hosts work the same as local ones); the
-    cloud-init seed is an IDE cdrom on machine `pc`, which every Debian kernel can read."""
+    cloud-init seed is an IDE cdrom on machine `pc`, which every Debian kernel can read. `uuid` is the
+    existing domain's when redefining it (libvirt refuses a same-named definition without it)."""
     dom = ET.Element("domain", type=props["domain_type"])
     ET.register_namespace("virtstack", METADATA_NS)
     _sub(dom, "name", props["name"])
+    if uuid:
+        _sub(dom, "uuid", uuid)
     meta = _sub(dom, "metadata")
     owner = ET.SubElement(meta, f"{{{METADATA_NS}}}owner")
     owner.set("stack", props.get("stack", ""))
@@ -128,6 +131,21 @@ def domain_xml(props: dict[str, Any]) -> str:
     _sub(rng, "backend", "/dev/urandom", model="random")
     _sub(devices, "memballoon", model="virtio")
     return _render(dom)
+
+
+def parse_volume(doc: str) -> dict[str, Any]:
+    """Capacity (bytes), format and backing file of a volume, as adoption after a crash compares them."""
+    root = ET.fromstring(doc)
+    cap = root.find("capacity")
+    factor = {"bytes": 1, "b": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}.get(
+        (cap.get("unit") if cap is not None else None) or "bytes", 1
+    )
+    fmt = root.find("target/format")
+    return {
+        "capacity": int(cap.text or 0) * factor if cap is not None else 0,
+        "format": fmt.get("type") if fmt is not None else None,
+        "backing_path": root.findtext("backingStore/path") or None,
+    }
 
 
 def parse_domain(xml: str) -> dict[str, Any]:

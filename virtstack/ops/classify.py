@@ -1,0 +1,533 @@
+"""Classify the engine's preview into changes a VM owner understands.  PURE: no I/O, no engine.
+
+Public API:
+    classify(steps) -> Plan
+        `steps`: the metadata of the ResourcePreEvents of one preview
+        (pulumi.automation.events.StepEventMetadata: op, type, urn, keys, old, new), in any order.
+    pre_event_steps(events) -> list[StepEventMetadata]   -- pick them out of a stream of EngineEvents.
+    Action, ACTION_WORDS, Change, VmPlan, HostPlan, Plan
+
+Actions (per libvirt object; virtstack's backend decides which one the engine takes):
+    create             a new object.
+    update             update in place: a domain's running/autostart, a volume that grows.
+    redefine           the domain is defined again — THE VM RESTARTS, its disks are kept (vCPUs, memory,
+                       devices, or a disk it must attach anew).
+    replace            delete and create again, for objects without data: cloud-init seed, base image,
+                       network, pool, and the domain itself when its host or name changes.
+    replace_data_loss  a root or data disk is replaced (it shrinks, or its image/backing/pool/name
+                       changes): THE DISK AND ITS DATA ARE DESTROYED.
+    delete             an object goes away; `data_loss` when it is a root or data disk.
+
+How steps are read:
+    * `same`, `read`, `refresh` and `discard` steps, the stack, components and providers are no changes.
+    * `replace`, `create-replacement` and `delete-replaced` are one replacement per resource.
+    * The backend's diff reports no property list, so changed properties are computed here: the old
+      state's outputs (refreshed when the preview refreshes) against the new inputs.  Output-only
+      values (uuid, path, key, state, capacity, allocation) never count.
+    * A domain `update` that changes only running/autostart is in place; anything else redefines it.
+      Values the engine only knows after apply (another resource's output, e.g. a disk's key while
+      that disk is updated) are resolved against the plan of that disk: a disk that is created or
+      replaced is attached anew (redefine); a disk that only grows keeps its key, and a replaced
+      seed keeps its name, so neither changes the domain and the domain step is left out.
+    * Deleting a root/data disk whose VM stays (a renamed data disk) destroys data just like a
+      replacement; `Plan.refused_data_loss` lists those and every replace_data_loss — what
+      `virtstack up` refuses without --allow-data-loss.  Deleting a whole VM is data loss too, but a
+      deliberate one, reported and not refused.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import Any
+
+from pulumi.automation import events
+
+from virtstack.ops.resources import (
+    KIND_ORDER,
+    UNKNOWN,
+    ResourceInfo,
+    describe,
+    is_virtstack_resource,
+    vm_hosts,
+)
+from virtstack.units import format_size
+
+__all__ = [
+    "ACTION_WORDS",
+    "Action",
+    "Change",
+    "HostPlan",
+    "Plan",
+    "VmPlan",
+    "classify",
+    "pre_event_steps",
+]
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    REDEFINE = "redefine"
+    REPLACE = "replace"
+    REPLACE_DATA_LOSS = "replace_data_loss"
+    DELETE = "delete"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+    @property
+    def words(self) -> str:
+        return ACTION_WORDS[self]
+
+    @property
+    def short(self) -> str:
+        return ACTION_SHORT[self]
+
+
+_SEVERITY = {
+    Action.CREATE: 0,
+    Action.UPDATE: 1,
+    Action.REPLACE: 2,
+    Action.REDEFINE: 3,
+    Action.DELETE: 4,
+    Action.REPLACE_DATA_LOSS: 5,
+}
+
+ACTION_SHORT = {
+    Action.CREATE: "create",
+    Action.UPDATE: "update in place",
+    Action.REDEFINE: "redefine",
+    Action.REPLACE: "replace",
+    Action.REPLACE_DATA_LOSS: "replace with data loss",
+    Action.DELETE: "delete",
+}
+
+ACTION_WORDS = {
+    Action.CREATE: "create",
+    Action.UPDATE: "update in place",
+    Action.REDEFINE: "redefine (the VM restarts, its disks are kept)",
+    Action.REPLACE: "replace",
+    Action.REPLACE_DATA_LOSS: "replace with data loss (a disk that holds data is destroyed)",
+    Action.DELETE: "delete",
+}
+
+# Values a resource reports but never takes from the program (virtstack/provider/resources.py).
+OUTPUT_ONLY = frozenset({"uuid", "path", "key", "state", "capacity", "allocation", "__provider"})
+IN_PLACE_DOMAIN_KEYS = frozenset({"running", "autostart"})
+SIZE_KEYS = frozenset({"memory", "size"})
+_SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+_IGNORED_OPS = {
+    "same",
+    "read",
+    "read-replacement",
+    "refresh",
+    "discard",
+    "discard-replaced",
+    "remove-pending-replace",
+    "import",
+    "import-replacement",
+}
+_REPLACE_OPS = {"replace", "create-replacement", "delete-replaced"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """What happens to one libvirt object."""
+
+    resource: ResourceInfo
+    action: Action
+    keys: tuple[str, ...] = ()
+    details: tuple[str, ...] = ()
+
+    @property
+    def data_loss(self) -> bool:
+        return self.action is Action.REPLACE_DATA_LOSS or (
+            self.action is Action.DELETE and self.resource.holds_data
+        )
+
+    @property
+    def words(self) -> str:
+        if self.action is Action.DELETE and self.data_loss:
+            return "delete (data loss: the disk and its data are destroyed)"
+        return self.action.words
+
+    @property
+    def short(self) -> str:
+        if self.action is Action.DELETE and self.data_loss:
+            return "delete with data loss"
+        return self.action.short
+
+
+def _sort_key(change: Change) -> tuple[int, str]:
+    return (KIND_ORDER.get(change.resource.kind, 99), change.resource.name)
+
+
+@dataclass(frozen=True)
+class VmPlan:
+    """The changes to one VM's objects and what they mean for the VM as a whole."""
+
+    vm: str
+    host: str | None
+    action: Action
+    changes: tuple[Change, ...]
+
+    @property
+    def data_loss(self) -> bool:
+        return any(change.data_loss for change in self.changes)
+
+    @property
+    def words(self) -> str:
+        if self.action is Action.DELETE:
+            if self.data_loss:
+                return "delete (the VM and its disks, with their data, are destroyed)"
+            return "delete (the VM is removed)"
+        if self.action is Action.CREATE:
+            return "create"
+        if self.action is Action.REPLACE:
+            return "replace (objects without data are recreated)"
+        return self.action.words
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """Changes to a host's hypervisor objects: pools, networks, base images."""
+
+    host: str
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    vms: tuple[VmPlan, ...] = ()
+    hosts: tuple[HostPlan, ...] = ()
+    other: tuple[Change, ...] = ()
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        found: list[Change] = []
+        for vm in self.vms:
+            found.extend(vm.changes)
+        for host in self.hosts:
+            found.extend(host.changes)
+        found.extend(self.other)
+        return tuple(found)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    @property
+    def data_loss(self) -> bool:
+        return any(change.data_loss for change in self.changes)
+
+    @property
+    def destroyed_disks(self) -> tuple[str, ...]:
+        """Every disk whose data this plan destroys, as `vm <vm>: <disk>`."""
+        return tuple(
+            f"{change.resource.owner}: {change.resource.label}" for change in self.changes if change.data_loss
+        )
+
+    @property
+    def refused_data_loss(self) -> tuple[str, ...]:
+        """Disks destroyed while their VM stays: `virtstack up` needs --allow-data-loss for these."""
+        refused = []
+        for vm in self.vms:
+            if vm.action is Action.DELETE:
+                continue
+            refused += [f"vm {vm.vm}: {change.resource.label}" for change in vm.changes if change.data_loss]
+        refused += [
+            f"{change.resource.owner}: {change.resource.label}"
+            for host in self.hosts
+            for change in host.changes
+            if change.data_loss
+        ]
+        return tuple(refused)
+
+    def counts(self) -> dict[Action, int]:
+        counts = dict.fromkeys(Action, 0)
+        for change in self.changes:
+            counts[change.action] += 1
+        return counts
+
+
+# ------------------------------------------------------------------------------------------ values
+
+
+def _is_secret(value: Any) -> bool:
+    return isinstance(value, Mapping) and (_SECRET_SIG in value or "ciphertext" in value)
+
+
+def _compare(old: Any, new: Any) -> str:
+    """'same', 'maybe' (differs only where `new` is not known yet) or 'changed'."""
+    if new == UNKNOWN:
+        return "same" if old == UNKNOWN else "maybe"
+    if _is_secret(new) or _is_secret(old):
+        return "same" if _is_secret(new) and _is_secret(old) else "changed"
+    if isinstance(new, Mapping) and isinstance(old, Mapping):
+        results = {_compare(old.get(k), new.get(k)) for k in set(old) | set(new)}
+    elif isinstance(new, list) and isinstance(old, list):
+        if len(new) != len(old):
+            return "changed"
+        results = {_compare(o, n) for o, n in zip(old, new, strict=True)}
+    else:
+        return "same" if old == new else "changed"
+    if "changed" in results:
+        return "changed"
+    return "maybe" if "maybe" in results else "same"
+
+
+def _value(key: str, value: Any) -> str:
+    if value is None:
+        return "none"
+    if _is_secret(value):
+        return "(secret)"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if key in SIZE_KEYS and isinstance(value, int):
+        return format_size(value)
+    if isinstance(value, list):
+        return f"{len(value)} entries"
+    text = str(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _old_view(step: events.StepEventMetadata) -> Mapping[str, Any]:
+    """The old state as the provider diffs it: its outputs (refreshed ones in a refreshing preview)."""
+    if step.old is None:
+        return {}
+    return step.old.outputs or step.old.inputs or {}
+
+
+def _new_view(step: events.StepEventMetadata) -> Mapping[str, Any]:
+    return (step.new.inputs if step.new is not None else None) or {}
+
+
+def _diff(step: events.StepEventMetadata) -> tuple[list[str], list[str]]:
+    """(changed keys, keys that may change once unknown values are known)."""
+    old, new = _old_view(step), _new_view(step)
+    changed, maybe = [], []
+    for key in sorted(new):
+        if key in OUTPUT_ONLY:
+            continue
+        result = _compare(old.get(key), new.get(key))
+        if result == "changed":
+            changed.append(key)
+        elif result == "maybe":
+            maybe.append(key)
+    return changed, maybe
+
+
+# ----------------------------------------------------------------------------------------- details
+
+
+def _created(info: ResourceInfo, new: Mapping[str, Any]) -> tuple[str, ...]:
+    if info.kind == "domain":
+        text = f"{new.get('vcpus', '?')} vCPU, {_value('memory', new.get('memory'))}"
+        if new.get("running") is False:
+            text += ", powered off"
+        return (text,)
+    if info.kind in ("root-disk", "data-disk") and isinstance(new.get("size"), int):
+        return (_value("size", new["size"]),)
+    if info.kind == "base-image" and isinstance(new.get("source"), str):
+        return (f"from {os.path.basename(new['source']) or new['source']}",)
+    if info.kind == "pool" and new.get("path"):
+        return (str(new["path"]),)
+    if info.kind == "network":
+        parts = [str(new.get("mode", ""))]
+        if new.get("cidr"):
+            parts.append(str(new["cidr"]))
+        return (" ".join(p for p in parts if p),)
+    return ()
+
+
+_DELETED = {
+    "domain": "the VM is removed",
+    "root-disk": "the disk and its data are destroyed",
+    "data-disk": "the disk and its data are destroyed",
+    "seed": "removed",
+    "base-image": "no VM on this host uses it any more",
+}
+
+
+def _key_change(key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    before, after = old.get(key), new.get(key)
+    if key == "running":
+        return "power on" if after else "power off"
+    if key == "autostart":
+        return "autostart on" if after else "autostart off"
+    if key == "size" and isinstance(before, int) and isinstance(after, int):
+        text = f"size {format_size(before)} → {format_size(after)}"
+        if after < before:
+            return text + " (a disk cannot shrink)"
+        return text + " (grows in place)"
+    if key == "vcpus":
+        return f"vCPUs {_value(key, before)} → {_value(key, after)}"
+    if key == "backing_path":
+        return "new base image"
+    if key in ("source", "source_fingerprint"):
+        return "new image file"
+    if key in ("user_data", "meta_data", "network_config"):
+        return "cloud-init changed"
+    if key == "disks" and isinstance(before, list) and isinstance(after, list):
+        return _disks_change(before, after)
+    if key == "nics":
+        return "network interfaces changed"
+    if before is None or after is None or after == UNKNOWN:
+        return f"{key} changed"
+    return f"{key} {_value(key, before)} → {_value(key, after)}"
+
+
+def _disk_names(disks: list[Any]) -> list[str]:
+    return [str(d.get("volume")) for d in disks if isinstance(d, Mapping) and d.get("volume") != UNKNOWN]
+
+
+def _disks_change(before: list[Any], after: list[Any]) -> str:
+    old, new = _disk_names(before), _disk_names(after)
+    parts = [f"attaches {name}" for name in new if name not in old]
+    parts += [f"detaches {name}" for name in old if name not in new]
+    return ", ".join(parts) if parts else "disks changed"
+
+
+def _details(keys: Iterable[str], step: events.StepEventMetadata) -> tuple[str, ...]:
+    old, new = _old_view(step), _new_view(step)
+    texts: list[str] = []
+    for key in keys:
+        text = _key_change(key, old, new)
+        if text not in texts:
+            texts.append(text)
+    return tuple(texts)
+
+
+# ---------------------------------------------------------------------------------------- classify
+
+
+def pre_event_steps(stream: Iterable[events.EngineEvent]) -> list[events.StepEventMetadata]:
+    return [event.resource_pre_event.metadata for event in stream if event.resource_pre_event is not None]
+
+
+def _domain_change(
+    info: ResourceInfo,
+    step: events.StepEventMetadata,
+    new_volumes: Mapping[tuple[str | None, str], str],
+) -> Change | None:
+    changed, maybe = _diff(step)
+    old, new = _old_view(step), _new_view(step)
+    restart = [key for key in changed if key not in IN_PLACE_DOMAIN_KEYS]
+    reasons = list(_details(restart, step))
+    for key in maybe:
+        if key != "disks":
+            reasons.append(f"{key} may change")
+            restart.append(key)
+            continue
+        old_disks = old.get("disks") or []
+        for index, disk in enumerate(new.get("disks") or []):
+            before = old_disks[index] if index < len(old_disks) else None
+            if _compare(before, disk) != "maybe" or disk.get("device") == "cdrom":
+                continue  # a seed is replaced under the same name: the domain does not change
+            label = new_volumes.get((info.vm, str(disk.get("volume"))))
+            if label is not None:
+                reasons.append(f"attaches the new {label}")
+                restart.append(key)
+    in_place = [key for key in changed if key in IN_PLACE_DOMAIN_KEYS]
+    if restart:
+        keys = tuple(dict.fromkeys(restart + in_place))
+        return Change(info, Action.REDEFINE, keys, tuple(reasons) + _details(in_place, step))
+    if in_place:
+        return Change(info, Action.UPDATE, tuple(in_place), _details(in_place, step))
+    return None  # only values that turn out unchanged (a grown disk keeps its key): no domain change
+
+
+def classify(steps: Iterable[events.StepEventMetadata]) -> Plan:
+    steps = list(steps)
+    hosts_of = vm_hosts(steps)
+
+    # One entry per resource: replacements arrive as up to three steps.
+    merged: dict[str, tuple[str, events.StepEventMetadata, tuple[str, ...]]] = {}
+    for step in steps:
+        if not is_virtstack_resource(step):
+            continue
+        op = step.op.value if isinstance(step.op, Enum) else str(step.op)
+        if op in _IGNORED_OPS:
+            continue
+        if op in _REPLACE_OPS:
+            previous = merged.get(step.urn)
+            keys = tuple(step.keys or ()) or (previous[2] if previous else ())
+            # Keep the step that carries both states (`replace`) when there is one.
+            best = step if (step.old is not None and step.new is not None) or previous is None else previous[1]
+            merged[step.urn] = ("replace", best, keys)
+        else:
+            merged[step.urn] = (op, step, tuple(step.keys or ()))
+
+    infos = {urn: describe(step, hosts_of) for urn, (_, step, _) in merged.items()}
+    # Volumes (by VM and libvirt name) that are new after this plan: a domain must attach them anew.
+    new_volumes: dict[tuple[str | None, str], str] = {}
+    for urn, (op, step, _) in merged.items():
+        info = infos[urn]
+        if op in ("create", "replace") and info.kind in ("root-disk", "data-disk", "volume"):
+            name = _new_view(step).get("name")
+            if isinstance(name, str):
+                new_volumes[(info.vm, name)] = info.label
+
+    changes: list[Change] = []
+    for urn, (op, step, keys) in merged.items():
+        info = infos[urn]
+        change: Change | None
+        if op == "create":
+            change = Change(info, Action.CREATE, (), _created(info, _new_view(step)))
+        elif op == "delete":
+            change = Change(info, Action.DELETE, (), (_DELETED.get(info.kind, "removed"),))
+        elif op == "replace":
+            if not keys and step.old is not None and step.new is not None:
+                keys = tuple(_diff(step)[0])
+            action = Action.REPLACE_DATA_LOSS if info.holds_data else Action.REPLACE
+            details = _details(keys, step)
+            if info.kind == "domain":
+                details = ("the VM is recreated, its disks are kept", *details)
+            change = Change(info, action, keys, details)
+        elif op == "update":
+            if info.kind == "domain":
+                change = _domain_change(info, step, new_volumes)
+            else:
+                changed, maybe = _diff(step)
+                change = Change(info, Action.UPDATE, tuple(changed + maybe), _details(changed, step))
+        else:  # an operation this engine version added: report it rather than hide it
+            change = Change(info, Action.UPDATE, keys, (f"engine operation {op}",))
+        if change is not None:
+            changes.append(change)
+    return _group(changes)
+
+
+def _vm_action(changes: list[Change]) -> Action:
+    domain = [c for c in changes if c.resource.kind == "domain"]
+    if domain and domain[0].action is Action.DELETE:
+        return Action.DELETE
+    if all(c.action is Action.CREATE for c in changes):
+        return Action.CREATE
+    if any(c.data_loss for c in changes):
+        return Action.REPLACE_DATA_LOSS
+    return max((c.action for c in changes), key=lambda a: a.severity)
+
+
+def _group(changes: list[Change]) -> Plan:
+    by_vm: dict[str, list[Change]] = {}
+    by_host: dict[str, list[Change]] = {}
+    other: list[Change] = []
+    for change in changes:
+        if change.resource.vm:
+            by_vm.setdefault(change.resource.vm, []).append(change)
+        elif change.resource.host:
+            by_host.setdefault(change.resource.host, []).append(change)
+        else:
+            other.append(change)
+    vms = []
+    for vm in sorted(by_vm):
+        items = sorted(by_vm[vm], key=_sort_key)
+        host = next((c.resource.host for c in items if c.resource.host), None)
+        vms.append(VmPlan(vm=vm, host=host, action=_vm_action(items), changes=tuple(items)))
+    hosts = [HostPlan(host=h, changes=tuple(sorted(by_host[h], key=_sort_key))) for h in sorted(by_host)]
+    return Plan(vms=tuple(vms), hosts=tuple(hosts), other=tuple(sorted(other, key=_sort_key)))
