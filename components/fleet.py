@@ -47,7 +47,5 @@ class Fleet(pulumi.ComponentResource):
                 ),
                 pulumi.ResourceOptions(parent=self),
             )
-        self.vms = {
-            vm_name: vm.outputs for host in self.hosts.values() for vm_name, vm in host.vms.items()
-        }
+        self.vms = {vm_name: vm.outputs for host in self.hosts.values() for vm_name, vm in host.vms.items()}
         self.register_outputs({"placement": self.placement, "vms": self.vms})

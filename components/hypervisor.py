@@ -28,7 +28,9 @@ class Hypervisor(pulumi.ComponentResource):
         super().__init__("virtstack:hypervisor:Hypervisor", name, None, opts)
         conn = args.connection
         self.pools = {
-            pool: Pool(f"{name}-pool-{pool}", la.pool_props(conn, pool, spec), pulumi.ResourceOptions(parent=self))
+            pool: Pool(
+                f"{name}-pool-{pool}", la.pool_props(conn, pool, spec), pulumi.ResourceOptions(parent=self)
+            )
             for pool, spec in args.spec.pools.items()
         }
         self.networks = {

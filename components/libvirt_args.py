@@ -8,6 +8,7 @@ resource classes the components instantiate — nothing else.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,7 +139,7 @@ def domain_props(
     stack: str,
     pool: str,
     vm: VmInstance,
-    volumes: list[tuple[str, pulumi.Input[str]]],
+    volumes: Sequence[tuple[str, pulumi.Input[str]]],
     seed_volume: pulumi.Input[str],
 ) -> dict[str, Any]:
     """`volumes`: (volume name, volume key) for the root disk first, then data disks. The keys are

@@ -32,7 +32,9 @@ class VirtualMachine(pulumi.ComponentResource):
     data_disks: dict[str, Volume]
     seed: Volume
 
-    def __init__(self, name: str, args: VirtualMachineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, args: VirtualMachineArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("virtstack:vm:VirtualMachine", name, None, opts)
         conn, vm, pool = args.connection, args.vm, args.pool
         in_pool = pulumi.ResourceOptions(parent=self, depends_on=[args.pool_resource])

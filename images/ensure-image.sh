@@ -18,3 +18,5 @@ else
   echo "cached image $cached" >&2
 fi
 ln -sfn "$cached" "$link"
+# Images of older recipes are not used by anything: hosts hold their own copies in their pools.
+find "$(dirname "$cached")" -maxdepth 1 -name 'debian-12-*.qcow2*' ! -name "$(basename "$cached")*" -delete

@@ -39,6 +39,8 @@ def resolve_connections(spec: StackSpec, project_root: Path) -> dict[str, Connec
     local_type, local_cpu = detected_domain_type(project_root)
     connections = {}
     for name, host in spec.hosts.items():
+        domain_type: str
+        cpu: str | None
         if host.domain_type != "auto":
             domain_type, cpu = host.domain_type, None
         elif is_local_uri(host.uri):
@@ -49,7 +51,9 @@ def resolve_connections(spec: StackSpec, project_root: Path) -> dict[str, Connec
     return connections
 
 
-def resolve_images(spec: StackSpec, project_root: Path, spec_file: str, used: set[str]) -> dict[str, ResolvedImage]:
+def resolve_images(
+    spec: StackSpec, project_root: Path, spec_file: str, used: set[str]
+) -> dict[str, ResolvedImage]:
     """Absolute sources and content fingerprints of the images VMs use; a missing file is a spec error
     raised before anything is created."""
     resolved, issues = {}, []

@@ -62,7 +62,9 @@ def stack_locks(backend_url: str | None, stack: str) -> list[StackLock]:
         except (OSError, ValueError):
             continue
         locks.append(
-            StackLock(path, int(data.get("pid", 0)), str(data.get("hostname", "")), str(data.get("timestamp", "")))
+            StackLock(
+                path, int(data.get("pid", 0)), str(data.get("hostname", "")), str(data.get("timestamp", ""))
+            )
         )
     return locks
 

@@ -4,12 +4,13 @@ agent, serial log) — never a network connection to a guest or bridge address."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ class PulumiProject:
     stack: str
     backend: Path
     spec_file: Path
+    transcript: list[str] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -73,7 +75,9 @@ class PulumiProject:
         env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
         return env
 
-    def pulumi(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    def pulumi(
+        self, *args: str, check: bool = True, timeout: float = 900
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             ["pulumi", *args, "--stack", self.stack, "--non-interactive"],
             cwd=PROJECT_ROOT,
@@ -93,9 +97,29 @@ class PulumiProject:
         self.backend.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             ["pulumi", "stack", "init", self.stack, "--non-interactive"],
-            cwd=PROJECT_ROOT, env=self.env, check=True, capture_output=True, text=True,
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         self.pulumi("config", "set", "virtstack:spec", str(self.spec_file))
+
+    def virtstack(
+        self, *args: str, timeout: float = 900, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """The `virtstack` CLI on this stack (its output is kept for the secrets check)."""
+        proc = subprocess.run(
+            [str(PROJECT_ROOT / ".venv/bin/virtstack"), *args],
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+        )
+        self.transcript.append(proc.stdout + proc.stderr)
+        return proc
 
     def outputs(self) -> dict[str, Any]:
         out = self.pulumi("stack", "output", "--json").stdout
@@ -150,12 +174,90 @@ def libvirt_inventory(prefix: str) -> dict[str, list[str]]:
         for pool in conn.listAllStoragePools():
             if pool.isActive():
                 pool.refresh(0)
-                volumes += [f"{pool.name()}/{v.name()}" for v in pool.listAllVolumes() if v.name().startswith(prefix)]
+                volumes += [
+                    f"{pool.name()}/{v.name()}" for v in pool.listAllVolumes() if v.name().startswith(prefix)
+                ]
         return {
             "domains": sorted(d.name() for d in conn.listAllDomains() if d.name().startswith(prefix)),
             "networks": sorted(n.name() for n in conn.listAllNetworks() if n.name().startswith(prefix)),
             "pools": sorted(p.name() for p in conn.listAllStoragePools() if p.name().startswith(prefix)),
             "volumes": sorted(volumes),
         }
+    finally:
+        conn.close()
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants at once — what a crash of the machine's side does,
+    including the engine's plugins (language host, provider), which are not in its process group."""
+    import signal
+
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    doomed, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        doomed.append(p)
+        todo += children.get(p, [])
+    for p in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+
+
+def domain_info(uri: str, name: str) -> dict[str, Any] | None:
+    import libvirt
+
+    conn = libvirt.open(uri)
+    try:
+        try:
+            dom = conn.lookupByName(name)
+        except libvirt.libvirtError:
+            return None
+        state, _max_kib, mem_kib, vcpus, _ = dom.info()
+        return {
+            "uuid": dom.UUIDString(),
+            "running": state == libvirt.VIR_DOMAIN_RUNNING,
+            "memory": mem_kib * 1024,
+            "vcpus": vcpus,
+            "persistent": bool(dom.isPersistent()),
+        }
+    finally:
+        conn.close()
+
+
+def guest_exec(domain_name: str, argv: list[str], timeout: float = 60) -> str:
+    """Run a command in the guest through the guest agent (libvirt only) and return its stdout."""
+    import base64
+
+    import libvirt
+    import libvirt_qemu
+
+    conn = libvirt.open(URI)
+    try:
+        dom = conn.lookupByName(domain_name)
+        cmd = {
+            "execute": "guest-exec",
+            "arguments": {"path": argv[0], "arg": argv[1:], "capture-output": True},
+        }
+        pid = json.loads(libvirt_qemu.qemuAgentCommand(dom, json.dumps(cmd), 10, 0))["return"]["pid"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = json.loads(
+                libvirt_qemu.qemuAgentCommand(
+                    dom, json.dumps({"execute": "guest-exec-status", "arguments": {"pid": pid}}), 10, 0
+                )
+            )["return"]
+            if status.get("exited"):
+                if status.get("exitcode", 1) != 0:
+                    err = base64.b64decode(status.get("err-data", "")).decode(errors="replace")
+                    raise AssertionError(f"{argv} exited {status.get('exitcode')}: {err}")
+                return base64.b64decode(status.get("out-data", "")).decode(errors="replace")
+            time.sleep(0.5)
+        raise AssertionError(f"{argv} did not finish within {timeout}s")
     finally:
         conn.close()

@@ -101,7 +101,9 @@ def test_up_boots_a_real_guest_with_cloud_init_then_destroy_leaves_nothing(proje
     assert libvirt_inventory(prefix) == {"domains": [], "networks": [], "pools": [], "volumes": []}
 
 
-def test_a_spec_error_stops_pulumi_with_one_clean_line_before_any_libvirt_call(tmp_path: Path, real_parts: None) -> None:
+def test_a_spec_error_stops_pulumi_with_one_clean_line_before_any_libvirt_call(
+    tmp_path: Path, real_parts: None
+) -> None:
     prefix = f"vsit{secrets.token_hex(3)}"
     spec = one_vm_spec(prefix, 30, "x")
     spec["vms"][f"{prefix}-vm"]["nics"] = [{"network": prefix, "ip": "10.88.0.5"}]
@@ -113,7 +115,9 @@ def test_a_spec_error_stops_pulumi_with_one_clean_line_before_any_libvirt_call(t
     result = project.pulumi("up", "--yes", "--skip-preview", check=False)
 
     assert result.returncode != 0
-    expected = f"{spec_file}: vms.{prefix}-vm.nics[0].ip: 10.88.0.5 is outside network {prefix} (10.152.30.0/24)"
+    expected = (
+        f"{spec_file}: vms.{prefix}-vm.nics[0].ip: 10.88.0.5 is outside network {prefix} (10.152.30.0/24)"
+    )
     assert expected in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
     assert libvirt_inventory(prefix) == {"domains": [], "networks": [], "pools": [], "volumes": []}

@@ -120,12 +120,21 @@ def test_graph_types_parents_and_connections(mocks: RecordingMocks, tmp_path: Pa
     def check(urns: list[str]) -> None:
         # Each URN names its parent's type before its own: Fleet → Host → Hypervisor → VM → Domain.
         domain_urn, vm_urn, hv_urn, host_urn, root_urn, net_urn = urns
-        assert urn_chain(domain_urn)[-2:] == ["virtstack:vm:VirtualMachine", "pulumi-python:dynamic/virtstack:Domain"]
+        assert urn_chain(domain_urn)[-2:] == [
+            "virtstack:vm:VirtualMachine",
+            "pulumi-python:dynamic/virtstack:Domain",
+        ]
         assert urn_chain(vm_urn)[-2:] == ["virtstack:hypervisor:Hypervisor", "virtstack:vm:VirtualMachine"]
         assert urn_chain(hv_urn)[-2:] == ["virtstack:host:Host", "virtstack:hypervisor:Hypervisor"]
         assert urn_chain(host_urn)[-2:] == ["virtstack:fleet:Fleet", "virtstack:host:Host"]
-        assert urn_chain(root_urn)[-2:] == ["virtstack:vm:VirtualMachine", "pulumi-python:dynamic/virtstack:Volume"]
-        assert urn_chain(net_urn)[-2:] == ["virtstack:hypervisor:Hypervisor", "pulumi-python:dynamic/virtstack:Network"]
+        assert urn_chain(root_urn)[-2:] == [
+            "virtstack:vm:VirtualMachine",
+            "pulumi-python:dynamic/virtstack:Volume",
+        ]
+        assert urn_chain(net_urn)[-2:] == [
+            "virtstack:hypervisor:Hypervisor",
+            "pulumi-python:dynamic/virtstack:Network",
+        ]
         r = mocks.resources
         # Every libvirt object of a host goes through that host's connection.
         assert r["web-2-domain"].inputs["uri"] == "qemu+ssh://ops@node-b.example/system"
@@ -137,19 +146,29 @@ def test_graph_types_parents_and_connections(mocks: RecordingMocks, tmp_path: Pa
 
     host = fleet.hosts["node-b"]
     return pulumi.Output.all(
-        vm.domain.urn, vm.urn, host.hypervisor.urn, host.urn, vm.root_disk.urn, host.hypervisor.networks["lab"].urn,
+        vm.domain.urn,
+        vm.urn,
+        host.hypervisor.urn,
+        host.urn,
+        vm.root_disk.urn,
+        host.hypervisor.networks["lab"].urn,
         everything(fleet),
     ).apply(lambda urns: check(urns[:6]))
 
 
 @pulumi.runtime.test
-def test_copy_on_write_root_over_one_base_volume_per_host_sizes_in_bytes(mocks: RecordingMocks, tmp_path: Path):
+def test_copy_on_write_root_over_one_base_volume_per_host_sizes_in_bytes(
+    mocks: RecordingMocks, tmp_path: Path
+):
     fleet = build(two_host_spec(tmp_path))
 
     def check(_: Any) -> None:
         r = mocks.resources
         bases = [n for n, a in r.items() if a.typ.endswith(":Volume") and a.inputs["role"] == "base"]
-        assert sorted(bases) == ["node-a-hypervisor-image-vms-debian-12", "node-b-hypervisor-image-vms-debian-12"]
+        assert sorted(bases) == [
+            "node-a-hypervisor-image-vms-debian-12",
+            "node-b-hypervisor-image-vms-debian-12",
+        ]
         base = r["node-a-hypervisor-image-vms-debian-12"].inputs
         assert base["source"] == "/images/debian-12.qcow2"
         assert base["name"] == "debian-12-ffffffffffff.qcow2"
@@ -164,7 +183,11 @@ def test_copy_on_write_root_over_one_base_volume_per_host_sizes_in_bytes(mocks: 
         dom = r["web-1-domain"].inputs
         assert dom["memory"] == 512 * MiB
         assert dom["vcpus"] == 1
-        assert [d["volume"] for d in dom["disks"]] == ["web-1-root.qcow2", "web-1-data.qcow2", "web-1-seed.iso"]
+        assert [d["volume"] for d in dom["disks"]] == [
+            "web-1-root.qcow2",
+            "web-1-data.qcow2",
+            "web-1-seed.iso",
+        ]
         assert dom["disks"][-1]["device"] == "cdrom"
         assert dom["nics"][0]["network"] == "lab"
 

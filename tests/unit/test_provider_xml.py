@@ -74,13 +74,26 @@ def test_parse_domain_round_trips_what_drift_compares() -> None:
     ("props", "forward", "bridge", "ip", "dhcp"),
     [
         (
-            {"name": "lab", "mode": "nat", "bridge": "vs-1", "cidr": "10.77.0.0/24", "dhcp": True,
-             "dhcp_start": "10.77.0.128", "dhcp_end": "10.77.0.254"},
-            "nat", "vs-1", ("10.77.0.1", "255.255.255.0"), ("10.77.0.128", "10.77.0.254"),
+            {
+                "name": "lab",
+                "mode": "nat",
+                "bridge": "vs-1",
+                "cidr": "10.77.0.0/24",
+                "dhcp": True,
+                "dhcp_start": "10.77.0.128",
+                "dhcp_end": "10.77.0.254",
+            },
+            "nat",
+            "vs-1",
+            ("10.77.0.1", "255.255.255.0"),
+            ("10.77.0.128", "10.77.0.254"),
         ),
         (
             {"name": "iso", "mode": "isolated", "bridge": "vs-2", "cidr": "10.9.0.0/16", "dhcp": False},
-            None, "vs-2", ("10.9.0.1", "255.255.0.0"), None,
+            None,
+            "vs-2",
+            ("10.9.0.1", "255.255.0.0"),
+            None,
         ),
         ({"name": "lan", "mode": "bridge", "bridge": "br0"}, "bridge", "br0", None, None),
     ],
@@ -98,7 +111,9 @@ def test_network_xml(props, forward, bridge, ip, dhcp) -> None:
 
 def test_overlay_volume_names_its_backing_image() -> None:
     root = ET.fromstring(
-        xml.volume_xml({"name": "a-root.qcow2", "format": "qcow2", "backing_path": "/p/base.qcow2"}, 4 * 2**30)
+        xml.volume_xml(
+            {"name": "a-root.qcow2", "format": "qcow2", "backing_path": "/p/base.qcow2"}, 4 * 2**30
+        )
     )
     assert root.findtext("capacity") == str(4 * 2**30)
     assert root.find("capacity").get("unit") == "bytes"
@@ -110,8 +125,14 @@ def test_overlay_volume_names_its_backing_image() -> None:
 
 def test_parse_volume_reads_back_what_adoption_compares() -> None:
     doc = xml.volume_xml({"name": "a.qcow2", "format": "qcow2", "backing_path": "/p/base.qcow2"}, 3 * 2**30)
-    assert xml.parse_volume(doc) == {"capacity": 3 * 2**30, "format": "qcow2", "backing_path": "/p/base.qcow2"}
-    libvirt_style = "<volume><capacity unit='KiB'>1024</capacity><target><format type='raw'/></target></volume>"
+    assert xml.parse_volume(doc) == {
+        "capacity": 3 * 2**30,
+        "format": "qcow2",
+        "backing_path": "/p/base.qcow2",
+    }
+    libvirt_style = (
+        "<volume><capacity unit='KiB'>1024</capacity><target><format type='raw'/></target></volume>"
+    )
     assert xml.parse_volume(libvirt_style) == {"capacity": 2**20, "format": "raw", "backing_path": None}
 
 

@@ -458,7 +458,9 @@ def classify(steps: Iterable[events.StepEventMetadata]) -> Plan:
             previous = merged.get(step.urn)
             keys = tuple(step.keys or ()) or (previous[2] if previous else ())
             # Keep the step that carries both states (`replace`) when there is one.
-            best = step if (step.old is not None and step.new is not None) or previous is None else previous[1]
+            best = (
+                step if (step.old is not None and step.new is not None) or previous is None else previous[1]
+            )
             merged[step.urn] = ("replace", best, keys)
         else:
             merged[step.urn] = (op, step, tuple(step.keys or ()))

@@ -52,8 +52,9 @@ class VmDrift:
     @property
     def summary(self) -> str:
         """The VM's drift in one phrase: 'missing', 'powered off', 'memory changed'…"""
-        return "; ".join(f.text if f.resource.kind == "domain" else f"{f.resource.label}: {f.text}"
-                         for f in self.findings)
+        return "; ".join(
+            f.text if f.resource.kind == "domain" else f"{f.resource.label}: {f.text}" for f in self.findings
+        )
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,13 @@ def _domain_details(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> li
             show = _size if key == "memory" else str
             details.append(f"{word} {show(actual[key])} (desired {show(desired.get(key))})")
     if "autostart" in actual and bool(desired.get("autostart")) != bool(actual.get("autostart")):
-        details.append("autostart " + ("on" if actual.get("autostart") else "off") + " (desired "
-                       + ("on" if desired.get("autostart") else "off") + ")")
+        details.append(
+            "autostart "
+            + ("on" if actual.get("autostart") else "off")
+            + " (desired "
+            + ("on" if desired.get("autostart") else "off")
+            + ")"
+        )
     want_disks, have_disks = _disk_set(desired.get("disks")), _disk_set(actual.get("disks"))
     if "disks" in actual and want_disks != have_disks:
         missing = sorted(v for _, v in want_disks - have_disks)
@@ -184,8 +190,11 @@ def detect_drift(stream: Iterable[events.EngineEvent]) -> Drift:
         else:
             other.append(f)
     vms = tuple(
-        VmDrift(vm, next((f.resource.host for f in by_vm[vm] if f.resource.host), hosts_of.get(vm)),
-                tuple(sorted(by_vm[vm], key=order)))
+        VmDrift(
+            vm,
+            next((f.resource.host for f in by_vm[vm] if f.resource.host), hosts_of.get(vm)),
+            tuple(sorted(by_vm[vm], key=order)),
+        )
         for vm in sorted(by_vm)
     )
     hosts = tuple(HostDrift(h, tuple(sorted(by_host[h], key=order))) for h in sorted(by_host))

@@ -92,7 +92,9 @@ def find_project(environ: Mapping[str, str] | None = None, cwd: Path | None = No
     if explicit:
         root = Path(explicit).resolve()
         if not _is_project(root):
-            raise VirtstackError(f"VIRTSTACK_ROOT={explicit} does not hold the virtstack program (Pulumi.yaml)")
+            raise VirtstackError(
+                f"VIRTSTACK_ROOT={explicit} does not hold the virtstack program (Pulumi.yaml)"
+            )
         return Project(root, log_dir)
     here = (cwd or Path.cwd()).resolve()
     for candidate in (here, *here.parents):

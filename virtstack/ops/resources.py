@@ -168,7 +168,10 @@ def describe(step: events.StepEventMetadata, vm_hosts: Mapping[str, str] | None 
             elif role == "base":
                 pool = inputs.get("pool") if isinstance(inputs.get("pool"), str) else ""
                 image = _strip(name, f"{host}{HYPERVISOR_SUFFIX}-image-{pool}-") if host else name
-                kind, label = "base-image", f"base image {image} (pool {pool})" if pool else f"base image {image}"
+                kind, label = (
+                    "base-image",
+                    f"base image {image} (pool {pool})" if pool else f"base image {image}",
+                )
             else:
                 kind, label = "volume", f"volume {libvirt_name or name}"
         elif short == "Pool":

@@ -7,13 +7,18 @@ operation retried, so an `up` running across a daemon restart converges instead 
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import libvirt
 
 T = TypeVar("T")
+
+# How long an operation waits for a restarting daemon before it gives up.
+RECONNECT_SECONDS = 60.0
 
 _lock = threading.Lock()
 _connections: dict[str, libvirt.virConnect] = {}
@@ -52,10 +57,8 @@ def connect(uri: str) -> libvirt.virConnect:
 def _drop(uri: str) -> None:
     conn = _connections.pop(uri, None)
     if conn is not None:
-        try:
+        with contextlib.suppress(libvirt.libvirtError):
             conn.close()
-        except libvirt.libvirtError:
-            pass
 
 
 def with_connection(uri: str, operation: Callable[[libvirt.virConnect], T]) -> T:
@@ -73,7 +76,19 @@ def with_connection(uri: str, operation: Callable[[libvirt.virConnect], T]) -> T
         with _lock:
             if _connections.get(uri) is conn:
                 _drop(uri)
-        return operation(connect(uri))
+        return operation(_reconnect(uri))
+
+
+def _reconnect(uri: str) -> libvirt.virConnect:
+    """Open `uri` again, waiting out a daemon that is restarting."""
+    deadline = time.monotonic() + RECONNECT_SECONDS
+    while True:
+        try:
+            return connect(uri)
+        except libvirt.libvirtError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
 
 
 def _alive(conn: libvirt.virConnect) -> bool:

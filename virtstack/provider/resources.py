@@ -14,6 +14,7 @@ these providers' create/read/update/delete in a provider process. Behaviour that
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -107,10 +108,8 @@ class PoolProvider(_Provider):
                     return
                 raise
             if pool.isActive():
-                try:
-                    pool.delete(0)  # removes the directory only when it is empty
-                except libvirt.libvirtError:
-                    pass
+                with contextlib.suppress(libvirt.libvirtError):
+                    pool.delete(0)  # removes the directory, and only when it is empty
                 pool.destroy()
             pool.undefine()
 
@@ -219,8 +218,17 @@ class VolumeProvider(_Provider):
 
     replace_keys = frozenset(
         {
-            "uri", "pool", "name", "role", "format", "backing_path", "source", "source_fingerprint",
-            "user_data", "meta_data", "network_config",
+            "uri",
+            "pool",
+            "name",
+            "role",
+            "format",
+            "backing_path",
+            "source",
+            "source_fingerprint",
+            "user_data",
+            "meta_data",
+            "network_config",
         }
     )
 
@@ -330,10 +338,8 @@ def _stop(dom: libvirt.virDomain) -> None:
     """A clean ACPI shutdown, then a hard stop if the guest does not go in time."""
     if not dom.isActive():
         return
-    try:
+    with contextlib.suppress(libvirt.libvirtError):
         dom.shutdown()
-    except libvirt.libvirtError:
-        pass
     if not _wait_state(dom, [libvirt.VIR_DOMAIN_SHUTOFF], _SHUTDOWN_GRACE_SECONDS):
         try:
             dom.destroy()
@@ -493,9 +499,7 @@ class Volume(Resource, module="virtstack", name="Volume"):
         opts = pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(additional_secret_outputs=secret_outputs)
         )
-        super().__init__(
-            VolumeProvider(), name, {"path": None, "key": None, "capacity": None, **props}, opts
-        )
+        super().__init__(VolumeProvider(), name, {"path": None, "key": None, "capacity": None, **props}, opts)
 
 
 class Domain(Resource, module="virtstack", name="Domain"):

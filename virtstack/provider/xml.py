@@ -151,8 +151,9 @@ def parse_volume(doc: str) -> dict[str, Any]:
 def parse_domain(xml: str) -> dict[str, Any]:
     """What drift detection compares from a live domain: size, disks, NICs."""
     root = ET.fromstring(xml)
-    memory_kib = int(root.findtext("memory") or 0)
-    unit = (root.find("memory").get("unit") if root.find("memory") is not None else "KiB") or "KiB"
+    memory = root.find("memory")
+    memory_kib = int(memory.text or 0) if memory is not None else 0
+    unit = (memory.get("unit") if memory is not None else None) or "KiB"
     factor = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "b": 1, "bytes": 1}.get(unit, 1024)
     disks = []
     for disk in root.findall("devices/disk"):

@@ -1,0 +1,1 @@
+"""virtstack benchmarks: scripts (not tests) behind `make bench`; see bench/README.md."""

@@ -1,0 +1,160 @@
+"""What every command shares: the injectable services, the stack option, output helpers.
+
+Commands find their collaborators in `ctx.obj` (a Services), which `main` creates unless the caller
+passed one — CLI tests pass a Services with a fake engine, a fixed clock and a temporary project, so
+no command needs the real engine, libvirt or terminal to be tested.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from virtstack.ops.apply import run_interruptible
+from virtstack.ops.engine import Engine, EngineApi
+from virtstack.ops.inventory import LeaseLookup, libvirt_leases
+from virtstack.ops.project import Project, default_stack, find_project
+
+__all__ = [
+    "Services",
+    "echo_err",
+    "format_option",
+    "make_runner",
+    "require_terminal_or_yes",
+    "services",
+    "stack_name",
+    "stack_option",
+    "write_output",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _stdin_is_tty() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@dataclass
+class Services:
+    """The outside world, as commands see it."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    project_factory: Callable[[Mapping[str, str]], Project] | None = None
+    engine_factory: Callable[[Project, Mapping[str, str]], EngineApi] | None = None
+    lease_lookup: LeaseLookup = libvirt_leases
+    stdin_is_tty: Callable[[], bool] = _stdin_is_tty
+    now: Callable[[], datetime] = datetime.now
+    _project: Project | None = None
+    _engine: EngineApi | None = None
+
+    def project(self) -> Project:
+        if self._project is None:
+            factory = self.project_factory or (lambda env: find_project(env))
+            self._project = factory(self.environ)
+        return self._project
+
+    def engine(self) -> EngineApi:
+        if self._engine is None:
+            factory = self.engine_factory or (lambda project, env: Engine(project, env))
+            self._engine = factory(self.project(), self.environ)
+        return self._engine
+
+    def log_dir(self) -> Path:
+        try:
+            return self.project().log_dir
+        except Exception:  # no project found: still keep the log somewhere
+            return Path(self.environ.get("VIRTSTACK_LOG_DIR") or Path.home() / ".virtstack" / "logs")
+
+
+def services(ctx: click.Context) -> Services:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, Services):
+        obj = Services()
+        ctx.find_root().obj = obj
+    return obj
+
+
+def stack_option(func: F) -> F:
+    return click.option(
+        "-s",
+        "--stack",
+        "stack",
+        metavar="STACK",
+        default=None,
+        help="The stack (default: $VIRTSTACK_STACK, else dev); its stack file is config virtstack:spec "
+        "or stacks/<stack>.yaml.",
+    )(func)
+
+
+def stack_name(ctx: click.Context, stack: str | None) -> str:
+    return stack or default_stack(services(ctx).environ)
+
+
+def format_option(choices: tuple[str, ...], default: str) -> Callable[[F], F]:
+    def decorate(func: F) -> F:
+        return click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(choices),
+            default=default,
+            show_default=True,
+            help="Output format.",
+        )(func)
+
+    return decorate
+
+
+def echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def write_output(text: str, out: str | None) -> None:
+    """Print `text`, or write it to the file `out`."""
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    Path(out).write_text(text, encoding="utf-8")
+
+
+def require_terminal_or_yes(ctx: click.Context, yes: bool, what: str) -> None:
+    from virtstack.ops.errors import Refused
+
+    if not yes and not services(ctx).stdin_is_tty():
+        raise Refused(f"refusing to {what} without --yes: there is no terminal to ask for confirmation")
+
+
+def make_runner(ctx: click.Context, stack: str, action: str) -> Callable[[Callable[[], Any], bool], Any]:
+    """A Runner (virtstack.ops.apply) that turns Ctrl-C into a clean stop of the engine."""
+    engine = services(ctx).engine()
+
+    def on_interrupt(count: int) -> None:
+        if count == 1:
+            echo_err(
+                "\nInterrupted: asking the engine to stop after the operations in flight "
+                "(press Ctrl-C again to kill it at once)…"
+            )
+        else:
+            echo_err("\nKilling the engine…")
+
+    def run(work: Callable[[], Any], changing: bool) -> Any:
+        if changing:
+            message = (
+                f"interrupted: {action} of stack {stack} stopped; objects already done are saved in the "
+                f"stack's state. Run `virtstack {action} -s {stack}` again to finish (if it says the stack "
+                f"is locked, run `pulumi cancel --stack {stack} --yes` first)."
+            )
+        else:
+            message = f"interrupted: nothing was changed in stack {stack}."
+        return run_interruptible(work, engine, on_interrupt, message)
+
+    return run

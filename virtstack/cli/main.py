@@ -1,0 +1,70 @@
+"""`virtstack`: the command line.  Thin: each command group is a module here calling virtstack.ops.
+
+Errors: a VirtstackError (bad stack file, engine failure, refusal…) is printed as clean lines and
+exits 1; Ctrl-C exits 130 after the engine stopped; anything unexpected prints one line and the path
+of a log file holding the traceback, and exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from virtstack.cli import destroy, drift, inventory, plan, schema, up, validate
+from virtstack.cli.common import echo_err, services
+from virtstack.errors import SpecError, VirtstackError
+from virtstack.ops.errors import Interrupted
+from virtstack.ops.logs import crash_log
+
+__all__ = ["cli", "main"]
+
+
+class VirtstackGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Interrupted as err:
+            echo_err(str(err))
+            ctx.exit(130)
+        except SpecError as err:
+            echo_err(str(err))
+            ctx.exit(1)
+        except VirtstackError as err:
+            echo_err(f"error: {err}")
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            echo_err("interrupted")
+            ctx.exit(130)
+        except Exception as err:
+            svc = services(ctx)
+            try:
+                path = str(crash_log(svc.log_dir(), err, sys.argv[1:], svc.now()))
+            except OSError as log_err:
+                path = f"(could not write a log: {log_err})"
+            echo_err(f"error: unexpected {type(err).__name__}: {err}")
+            echo_err(f"The traceback is in {path} — please include it when reporting this.")
+            ctx.exit(1)
+
+
+@click.group(cls=VirtstackGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="virtstack", prog_name="virtstack")
+def cli() -> None:
+    """Infrastructure as code for libvirt fleets: hosts, hypervisors and VMs from one stack file,
+    reconciled by the Pulumi engine."""
+
+
+for module in (validate, plan, up, drift, destroy, inventory, schema):
+    module.register(cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script entry point (pyproject: virtstack = virtstack.cli.main:main)."""
+    cli.main(args=argv, prog_name="virtstack")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

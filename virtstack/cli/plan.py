@@ -1,0 +1,54 @@
+"""`virtstack plan`: what `up` would change, in words a VM owner understands."""
+
+from __future__ import annotations
+
+import click
+
+from virtstack.cli.common import (
+    format_option,
+    make_runner,
+    services,
+    stack_name,
+    stack_option,
+    write_output,
+)
+from virtstack.loader import load_spec
+from virtstack.ops.apply import make_plan
+from virtstack.ops.render import FORMATS, render_plan, summary_line
+
+
+def check_spec(ctx: click.Context, stack: str) -> None:
+    """Report stack file problems before starting the engine (which would report them too, later)."""
+    spec_file = services(ctx).project().spec_file(stack)
+    load_spec(spec_file.path, display_name=spec_file.display)
+
+
+@click.command("plan")
+@stack_option
+@format_option(FORMATS, "table")
+@click.option("--out", metavar="FILE", default=None, help="Write the plan to FILE instead of printing it.")
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there are no changes, 2 when there are, 1 on errors.",
+)
+@click.pass_context
+def plan_command(
+    ctx: click.Context, stack: str | None, fmt: str, out: str | None, detailed_exitcode: bool
+) -> None:
+    """Preview the changes `virtstack up` would make, grouped by VM: create, update in place,
+    redefine (the VM restarts, its disks are kept), replace, replace with data loss (a disk that holds
+    data is destroyed), delete.  The real state is read first, so drift shows up as its fix."""
+    name = stack_name(ctx, stack)
+    check_spec(ctx, name)
+    engine = services(ctx).engine()
+    plan = make_runner(ctx, name, "plan")(lambda: make_plan(engine, name), False)
+    write_output(render_plan(plan, name, fmt), out)
+    if out is not None:
+        click.echo(f"Plan for stack {name} written to {out}: {summary_line(plan)}.")
+    if detailed_exitcode and plan.has_changes:
+        ctx.exit(2)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(plan_command)

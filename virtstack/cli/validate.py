@@ -1,0 +1,37 @@
+"""`virtstack validate`: check a stack file and show where its VMs go — no engine, no libvirt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from virtstack.cli.common import services, stack_name, stack_option
+from virtstack.ops.project import SpecFile
+from virtstack.ops.validation import render_validation, validate_spec_file
+
+
+@click.command("validate")
+@stack_option
+@click.option(
+    "-f",
+    "--file",
+    "file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Validate this stack file instead of the stack's.",
+)
+@click.pass_context
+def validate_command(ctx: click.Context, stack: str | None, file: Path | None) -> None:
+    """Validate the stack file and print the placement: each VM's host, and per host the vCPUs,
+    memory and disk used of its capacity.  Exit 0, or 1 with every problem, one per line."""
+    if file is not None:
+        spec_file = SpecFile(file, str(file))
+    else:
+        spec_file = services(ctx).project().spec_file(stack_name(ctx, stack))
+    click.echo(render_validation(spec_file, validate_spec_file(spec_file)), nl=False)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(validate_command)

@@ -1,0 +1,406 @@
+"""The Pulumi engine, driven through the Automation API (pulumi.automation).
+
+Public API:
+    Engine(project, environ=None)          -- implements EngineApi on a LocalWorkspace whose work_dir is
+                                              the project root, with engine_env() added to the
+                                              environment (backend, PULUMI_HOME, passphrase default).
+    EngineApi                              -- the Protocol the CLI and the flows in virtstack.ops.apply
+                                              use, so tests can substitute a fake engine.
+    InterruptiblePulumiCommand             -- PulumiCommand whose child runs in its own session, so
+                                              Ctrl-C reaches virtstack only and virtstack asks the
+                                              engine to stop exactly once (a graceful cancel).
+    OnEvent = Callable[[EngineEvent], None]
+
+Every operation returns the EngineEvents it saw (and passes each to `on_event` as it arrives).  A
+failed operation raises EngineError naming each failing resource with its last error line, after
+writing the engine's full output to a log file under the project's log directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from pulumi import automation as auto
+from pulumi.automation import events
+from pulumi.automation._cmd import CommandResult, PulumiCommand
+from pulumi.automation.errors import (
+    CommandError,
+    ConcurrentUpdateError,
+    StackNotFoundError,
+    create_command_error,
+)
+
+from virtstack.errors import VirtstackError
+from virtstack.ops.errors import EngineError, StackNotFound
+from virtstack.ops.logs import write_log
+from virtstack.ops.project import Project, engine_env
+from virtstack.ops.resources import describe, urn_name
+
+__all__ = ["Engine", "EngineApi", "InterruptiblePulumiCommand", "OnEvent", "engine_error_message"]
+
+OnEvent = Callable[[events.EngineEvent], None]
+
+# Diagnostics that only repeat that something failed; the resource's own diagnostic says what.
+_NOISE = (
+    "an unhandled error occurred: program exited with non-zero exit code",
+    "resource monitor has terminated",
+    "update failed",
+    "preview failed",
+    "destroy failed",
+    "refresh failed",
+    "one or more errors occurred",
+)
+
+
+class EngineApi(Protocol):
+    """What virtstack needs from the engine (see Engine)."""
+
+    def preview(
+        self,
+        stack: str,
+        *,
+        refresh: bool = True,
+        plan_file: Path | None = None,
+        on_event: OnEvent | None = None,
+    ) -> list[events.EngineEvent]: ...
+
+    def up(
+        self,
+        stack: str,
+        *,
+        plan_file: Path | None = None,
+        refresh: bool = True,
+        on_event: OnEvent | None = None,
+    ) -> dict[str, Any]: ...
+
+    def preview_refresh(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]: ...
+
+    def preview_destroy(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]: ...
+
+    def destroy(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]: ...
+
+    def outputs(self, stack: str) -> dict[str, Any]: ...
+
+    def interrupt(self, force: bool = False) -> bool: ...
+
+
+class InterruptiblePulumiCommand(PulumiCommand):
+    """PulumiCommand.run, except that the child gets its own session and can be interrupted.
+
+    A terminal's Ctrl-C goes to its foreground process group; were the `pulumi` child in it, it would
+    get the signal too, and a second Ctrl-C (or virtstack's own) would make it terminate at once
+    instead of cancelling gracefully.  Here only virtstack gets it and forwards one SIGINT per
+    Ctrl-C: the first lets the engine finish the operations in flight, save the state and unlock the
+    stack; the second terminates it.
+    """
+
+    def __init__(self, root: str | None = None) -> None:
+        super().__init__(root=root)
+        self._processes: set[subprocess.Popen[str]] = set()
+        self._lock = threading.Lock()
+
+    def run(
+        self,
+        args: list[str],
+        cwd: str,
+        additional_env: Mapping[str, str],
+        on_output: Callable[[str], Any] | None = None,
+        on_error: Callable[[str], Any] | None = None,
+    ) -> CommandResult:
+        sep = args.index("--") if "--" in args else len(args)
+        if "--non-interactive" not in args[:sep]:
+            args.insert(0, "--non-interactive")
+        env = {**os.environ, **additional_env, "PULUMI_AUTOMATION_API": "true"}
+        if os.path.isabs(self.command):
+            env["PATH"] = os.pathsep.join([os.path.dirname(self.command), env.get("PATH", "")])
+        stdout_chunks: list[str] = []
+        stderr_chunks: list[str] = []
+
+        def consume(stream: Any, callback: Callable[[str], Any] | None, chunks: list[str]) -> None:
+            for line in iter(stream.readline, ""):
+                stripped = line.rstrip()
+                if callback:
+                    callback(stripped)
+                chunks.append(stripped)
+            stream.close()
+
+        with subprocess.Popen(
+            [self.command, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            encoding="utf-8",
+            start_new_session=True,
+        ) as process:
+            with self._lock:
+                self._processes.add(process)
+            try:
+                readers = [
+                    threading.Thread(target=consume, args=(process.stdout, on_output, stdout_chunks)),
+                    threading.Thread(target=consume, args=(process.stderr, on_error, stderr_chunks)),
+                ]
+                for reader in readers:
+                    reader.start()
+                for reader in readers:
+                    reader.join()
+                process.wait()
+            finally:
+                with self._lock:
+                    self._processes.discard(process)
+        result = CommandResult(
+            stdout="\n".join(stdout_chunks), stderr="\n".join(stderr_chunks), code=process.returncode
+        )
+        if result.code != 0:
+            raise create_command_error(result)
+        return result
+
+    def interrupt(self, force: bool = False) -> bool:
+        """SIGINT to every running child (a graceful cancel); `force`: SIGKILL.  True if any ran."""
+        with self._lock:
+            running = [p for p in self._processes if p.poll() is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL if force else signal.SIGINT)
+        return bool(running)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def engine_error_message(operation: str, stack: str, stream: list[events.EngineEvent], stderr: str) -> str:
+    """One line per failing resource ('<owner>: <object>: <last error line>'), else the program's or
+    the engine's own error lines."""
+    per_resource: dict[str, str] = {}
+    general: list[str] = []
+    steps = {}
+    for event in stream:
+        for holder in (event.resource_pre_event, event.res_outputs_event, event.res_op_failed_event):
+            if holder is not None:
+                steps[holder.metadata.urn] = holder.metadata
+    for event in stream:
+        diag = event.diagnostic_event
+        if diag is None or diag.severity != "error":
+            continue
+        message = diag.message.strip()
+        if not message or any(noise in message.lower() for noise in _NOISE):
+            continue
+        urn = diag.urn or ""
+        if urn and urn in steps and steps[urn].type.startswith("pulumi-python:dynamic/"):
+            info = describe(steps[urn])
+            line = _last_line(message)
+            if "violates plan" in message:
+                line = (
+                    "the engine refused a change that was not in the previewed plan (the stack file or "
+                    "the real world changed since the preview); run `virtstack up` again to review it"
+                )
+            per_resource[urn] = f"{info.owner}: {info.label}: {line}"
+        elif urn and "violates plan" in message:
+            per_resource[urn] = f"{urn_name(urn)}: {_last_line(message)}"
+        else:
+            for line in message.splitlines():
+                if line.strip() and line.strip() not in general:
+                    general.append(line.rstrip())
+    lines = list(per_resource.values()) + general
+    if not lines:
+        tail = [line for line in stderr.strip().splitlines() if line.strip()]
+        lines = tail[-3:] if tail else ["the engine failed without a message"]
+    return f"{operation} of stack {stack} failed:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+class Engine:
+    """EngineApi on the real Pulumi engine."""
+
+    def __init__(self, project: Project, environ: Mapping[str, str] | None = None) -> None:
+        self.project = project
+        self.environ = dict(os.environ if environ is None else environ)
+        self.env = engine_env(project, self.environ)
+        self._command: InterruptiblePulumiCommand | None = None
+        self._workspace: auto.LocalWorkspace | None = None
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _command_or_fail(self) -> InterruptiblePulumiCommand:
+        if self._command is None:
+            found = shutil.which("pulumi", path=self.env.get("PATH", self.environ.get("PATH", "")))
+            if found is None:
+                raise VirtstackError("the Pulumi CLI is not installed (run `make setup`)")
+            # An absolute command: PulumiCommand puts its directory (with the language host) first on PATH.
+            root = str(Path(found).parent.parent) if Path(found).parent.name == "bin" else None
+            try:
+                self._command = (
+                    InterruptiblePulumiCommand(root=root) if root else InterruptiblePulumiCommand()
+                )
+            except (OSError, subprocess.CalledProcessError) as err:
+                raise VirtstackError(f"cannot run the Pulumi CLI {found}: {err}") from None
+        return self._command
+
+    def workspace(self) -> auto.LocalWorkspace:
+        if self._workspace is None:
+            self._workspace = auto.LocalWorkspace(
+                work_dir=str(self.project.root),
+                env_vars=self.env,
+                pulumi_command=self._command_or_fail(),
+            )
+        return self._workspace
+
+    def _stack(self, name: str, create: bool) -> auto.Stack:
+        try:
+            if create:
+                return auto.Stack.create_or_select(name, self.workspace())
+            return auto.Stack.select(name, self.workspace())
+        except StackNotFoundError:
+            raise StackNotFound(name) from None
+        except CommandError as err:
+            raise EngineError(f"cannot open stack {name}: {_last_line(str(err))}") from None
+
+    def _run(
+        self,
+        operation: str,
+        stack: str,
+        call: Callable[[OnEvent, Callable[[str], None]], Any],
+        on_event: OnEvent | None,
+    ) -> tuple[Any, list[events.EngineEvent]]:
+        seen: list[events.EngineEvent] = []
+        output: list[str] = []
+        lock = threading.Lock()
+
+        def collect(event: events.EngineEvent) -> None:
+            with lock:
+                seen.append(event)
+            if on_event is not None:
+                on_event(event)
+
+        def keep(line: str) -> None:
+            with lock:
+                output.append(line)
+
+        try:
+            result = call(collect, keep)
+        except ConcurrentUpdateError:
+            raise EngineError(
+                f"stack {stack} is locked by another update; if none is running any more, "
+                f"run `pulumi cancel --stack {stack} --yes`, then try again"
+            ) from None
+        except StackNotFoundError:
+            raise StackNotFound(stack) from None
+        except CommandError as err:
+            message = engine_error_message(operation, stack, seen, str(err))
+            log = self._log(operation, stack, output, str(err))
+            raise EngineError(message, str(log)) from None
+        return result, seen
+
+    def _log(self, operation: str, stack: str, output: list[str], error: str) -> Path | None:
+        text = "\n".join(output) + "\n\n--- error\n" + error + "\n"
+        try:
+            return write_log(self.project.log_dir, f"{operation}-{stack}", text)
+        except OSError:
+            return None
+
+    # ---------------------------------------------------------------- operations
+
+    def preview(
+        self,
+        stack: str,
+        *,
+        refresh: bool = True,
+        plan_file: Path | None = None,
+        on_event: OnEvent | None = None,
+    ) -> list[events.EngineEvent]:
+        handle = self._stack(stack, create=True)
+        _, seen = self._run(
+            "preview",
+            stack,
+            lambda collect, keep: handle.preview(
+                refresh=refresh,
+                plan=str(plan_file) if plan_file else None,
+                on_event=collect,
+                on_output=keep,
+                on_error=keep,
+                color="never",
+                suppress_progress=True,
+            ),
+            on_event,
+        )
+        return seen
+
+    def up(
+        self,
+        stack: str,
+        *,
+        plan_file: Path | None = None,
+        refresh: bool = True,
+        on_event: OnEvent | None = None,
+    ) -> dict[str, Any]:
+        handle = self._stack(stack, create=True)
+        result, _ = self._run(
+            "up",
+            stack,
+            lambda collect, keep: handle.up(
+                refresh=refresh,
+                plan=str(plan_file) if plan_file else None,
+                on_event=collect,
+                on_output=keep,
+                on_error=keep,
+                color="never",
+                suppress_progress=True,
+            ),
+            on_event,
+        )
+        return {key: value.value for key, value in result.outputs.items()}
+
+    def preview_refresh(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]:
+        handle = self._stack(stack, create=False)
+        _, seen = self._run(
+            "refresh preview",
+            stack,
+            lambda collect, keep: handle.preview_refresh(
+                on_event=collect, on_output=keep, on_error=keep, color="never", suppress_progress=True
+            ),
+            on_event,
+        )
+        return seen
+
+    def preview_destroy(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]:
+        handle = self._stack(stack, create=False)
+        _, seen = self._run(
+            "destroy preview",
+            stack,
+            lambda collect, keep: handle.preview_destroy(
+                on_event=collect, on_output=keep, on_error=keep, color="never", suppress_progress=True
+            ),
+            on_event,
+        )
+        return seen
+
+    def destroy(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]:
+        handle = self._stack(stack, create=False)
+        _, seen = self._run(
+            "destroy",
+            stack,
+            lambda collect, keep: handle.destroy(
+                on_event=collect, on_output=keep, on_error=keep, color="never", suppress_progress=True
+            ),
+            on_event,
+        )
+        return seen
+
+    def outputs(self, stack: str) -> dict[str, Any]:
+        handle = self._stack(stack, create=False)
+        try:
+            return {key: value.value for key, value in handle.outputs().items()}
+        except CommandError as err:
+            raise EngineError(f"cannot read the outputs of stack {stack}: {_last_line(str(err))}") from None
+
+    def interrupt(self, force: bool = False) -> bool:
+        return self._command.interrupt(force) if self._command is not None else False

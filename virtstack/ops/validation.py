@@ -1,0 +1,77 @@
+"""`virtstack validate`: the stack file checked and placed, without the engine or libvirt.
+
+Public API:
+    validate_spec_file(spec_file) -> FleetPlan     raises SpecError listing every problem
+    render_validation(spec_file, fleet_plan) -> str
+        The VMs and the host placement puts each on, then per host the vCPUs, memory and disk the
+        placed VMs use of the capacity virtstack may allocate there.
+
+Placement here starts from nothing: the engine keeps deployed VMs where they are (`previous`
+placement), so a fleet that grew since its last deployment may be placed differently by `up`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from virtstack.loader import load_spec
+from virtstack.ops.project import SpecFile
+from virtstack.placement import FleetPlan, HostUsage, plan
+from virtstack.units import format_size
+
+__all__ = ["render_validation", "validate_spec_file"]
+
+
+def validate_spec_file(spec_file: SpecFile) -> FleetPlan:
+    spec = load_spec(spec_file.path, display_name=spec_file.display)
+    return plan(spec, spec_file.display)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in [header, *rows]]
+
+
+def _percent(used: int, capacity: int) -> str:
+    return f"{round(100 * used / capacity)}%" if capacity else "-"
+
+
+def _used(used: int, capacity: int, show: Callable[[int], str] = str) -> str:
+    return f"{show(used)} / {show(capacity)} ({_percent(used, capacity)})"
+
+
+def _usage_row(usage: HostUsage) -> list[str]:
+    return [
+        usage.host,
+        str(len(usage.vms)),
+        _used(usage.vcpus, usage.vcpus_capacity),
+        _used(usage.memory_bytes, usage.memory_capacity, format_size),
+        _used(usage.disk_bytes, usage.disk_capacity, format_size),
+    ]
+
+
+def render_validation(spec_file: SpecFile, fleet_plan: FleetPlan) -> str:
+    placement = fleet_plan.placement
+    vms = fleet_plan.fleet
+    hosts = sorted(placement.usage)
+    lines = [
+        f"{spec_file.display}: valid ({len(vms)} VM{'s' if len(vms) != 1 else ''}, "
+        f"{len(hosts)} host{'s' if len(hosts) != 1 else ''})",
+        "",
+    ]
+    if vms:
+        rows = [
+            [
+                vm.name,
+                placement.host_of(vm.name),
+                str(vm.vcpus),
+                format_size(vm.memory_bytes),
+                format_size(vm.total_disk_bytes),
+            ]
+            for vm in sorted(vms, key=lambda v: v.name)
+        ]
+        lines += _table(["VM", "HOST", "VCPUS", "MEMORY", "DISK"], rows)
+        lines.append("")
+    usage_rows = [_usage_row(placement.usage[h]) for h in hosts]
+    lines += _table(["HOST", "VMS", "VCPUS", "MEMORY", "DISK"], usage_rows)
+    return "\n".join(lines) + "\n"
