@@ -142,11 +142,11 @@ def domain_props(
     volumes: Sequence[tuple[str, pulumi.Input[str]]],
     seed_volume: pulumi.Input[str],
 ) -> dict[str, Any]:
-    """`volumes`: (volume name, volume key) for the root disk first, then data disks. The keys are
-    outputs of the volume resources, so a replaced volume shows up as a change of the domain."""
+    """`volumes`: (volume name, volume generation) for the root disk first, then data disks. The
+    generations are outputs of the volume resources, so a replaced volume changes the domain."""
     disks: list[dict[str, Any]] = [
-        {"pool": pool, "volume": name, "key": key, "device": "disk", "format": "qcow2"}
-        for name, key in volumes
+        {"pool": pool, "volume": name, "generation": generation, "device": "disk", "format": "qcow2"}
+        for name, generation in volumes
     ]
     disks.append({"pool": pool, "volume": seed_volume, "device": "cdrom", "format": "raw"})
     return {

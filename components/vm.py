@@ -58,12 +58,14 @@ class VirtualMachine(pulumi.ComponentResource):
             in_pool,
         )
         seed_name = la.seed_volume_props(conn, pool, vm, "", "", None)["name"]
-        volumes = [(f"{vm.name}-root.qcow2", self.root_disk.key)] + [
-            (f"{vm.name}-{disk}.qcow2", vol.key) for disk, vol in self.data_disks.items()
+        volumes = [(f"{vm.name}-root.qcow2", self.root_disk.generation)] + [
+            (f"{vm.name}-{disk}.qcow2", vol.generation) for disk, vol in self.data_disks.items()
         ]
         self.domain = Domain(
             f"{name}-domain",
-            la.domain_props(conn, args.stack, pool, vm, volumes, self.seed.key.apply(lambda _key: seed_name)),
+            la.domain_props(
+                conn, args.stack, pool, vm, volumes, self.seed.generation.apply(lambda _gen: seed_name)
+            ),
             pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[self.root_disk, self.seed, *self.data_disks.values(), *args.networks],

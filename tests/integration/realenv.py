@@ -121,6 +121,13 @@ class PulumiProject:
         self.transcript.append(proc.stdout + proc.stderr)
         return proc
 
+    def remove(self) -> None:
+        """Forget the stack (its state and its Pulumi.<stack>.yaml beside the project)."""
+        subprocess.run(
+            ["pulumi", "stack", "rm", self.stack, "--yes", "--force", "--non-interactive"],
+            cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True,
+        )
+
     def outputs(self) -> dict[str, Any]:
         out = self.pulumi("stack", "output", "--json").stdout
         return json.loads(out or "{}")

@@ -63,6 +63,7 @@ def project(tmp_path: Path, real_parts: None):
     yield proj
     # Clean up even when the test failed half-way, so a failed run never poisons the next one.
     proj.pulumi("destroy", "--yes", "--skip-preview", check=False)
+    proj.remove()
     leftovers = libvirt_inventory(prefix)
     if any(leftovers.values()):
         subprocess.run(["virsh", "-c", "qemu:///system", "destroy", f"{prefix}-vm"], capture_output=True)
@@ -120,4 +121,5 @@ def test_a_spec_error_stops_pulumi_with_one_clean_line_before_any_libvirt_call(
     )
     assert expected in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+    project.remove()
     assert libvirt_inventory(prefix) == {"domains": [], "networks": [], "pools": [], "volumes": []}

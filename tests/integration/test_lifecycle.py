@@ -84,6 +84,7 @@ def rewrite(project: PulumiProject, spec: dict[str, Any]) -> None:
 
 def teardown(project: PulumiProject, prefix: str) -> None:
     project.virtstack("destroy", "-s", project.stack, "--yes")
+    project.remove()
     left = libvirt_inventory(prefix)
     if any(left.values()):  # a failed destroy must not poison later runs: remove by hand
         for dom in left["domains"]:

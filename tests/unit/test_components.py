@@ -27,6 +27,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ.endswith(":Volume"):
             state["path"] = f"/pools/{args.inputs['pool']}/{args.inputs['name']}"
             state["key"] = state["path"]
+            state["generation"] = f"gen-{args.name}"
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,6 +55,7 @@ class Services:
     lease_lookup: LeaseLookup = libvirt_leases
     stdin_is_tty: Callable[[], bool] = _stdin_is_tty
     now: Callable[[], datetime] = datetime.now
+    clock: Callable[[], float] = time.monotonic  # elapsed times in progress lines
     _project: Project | None = None
     _engine: EngineApi | None = None
 
@@ -115,6 +117,7 @@ def format_option(choices: tuple[str, ...], default: str) -> Callable[[F], F]:
 
 
 def echo_err(message: str) -> None:
+    sys.stdout.flush()  # keep the order of what was printed before, when both go to one file
     click.echo(message, err=True)
 
 

@@ -23,7 +23,7 @@ def destroy_command(ctx: click.Context, stack: str | None, yes: bool) -> None:
     name = stack_name(ctx, stack)
     require_terminal_or_yes(ctx, yes, f"destroy stack {name}")
     engine = services(ctx).engine()
-    progress = Progress(click.echo)
+    progress = Progress(click.echo, services(ctx).clock)
 
     def show(plan: Plan) -> None:
         if plan.has_changes:

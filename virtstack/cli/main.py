@@ -15,7 +15,7 @@ import click
 from virtstack.cli import destroy, drift, inventory, plan, schema, up, validate
 from virtstack.cli.common import echo_err, services
 from virtstack.errors import SpecError, VirtstackError
-from virtstack.ops.errors import Interrupted
+from virtstack.ops.errors import Cancelled, Interrupted
 from virtstack.ops.logs import crash_log
 
 __all__ = ["cli", "main"]
@@ -30,6 +30,9 @@ class VirtstackGroup(click.Group):
         except Interrupted as err:
             echo_err(str(err))
             ctx.exit(130)
+        except Cancelled as err:
+            echo_err(str(err))
+            ctx.exit(1)
         except SpecError as err:
             echo_err(str(err))
             ctx.exit(1)

@@ -49,7 +49,7 @@ def up_command(ctx: click.Context, stack: str | None, yes: bool, allow_data_loss
     require_terminal_or_yes(ctx, yes, f"change stack {name}")
     check_spec(ctx, name)
     engine = services(ctx).engine()
-    progress = Progress(click.echo)
+    progress = Progress(click.echo, services(ctx).clock)
 
     def show(plan: Plan) -> None:
         click.echo(render_plan(plan, name, "table"), nl=False)

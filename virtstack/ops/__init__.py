@@ -3,6 +3,7 @@
 Modules:
     project     -- project root, stack names, which stack file a stack uses, the engine's environment.
     engine      -- the Pulumi Automation API: preview, up, refresh preview, destroy, outputs, interrupt.
+    resources   -- PURE: which VM or host an engine resource belongs to, and what it is.
     classify    -- PURE: engine preview events -> a Plan in words a VM owner understands.
     drift       -- PURE: refresh-preview events -> what differs from the desired state, per VM.
     render      -- Plan and Drift as table, JSON or markdown.

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from virtstack.ops.classify import Plan, classify, pre_event_steps
 from virtstack.ops.drift import Drift, detect_drift
 from virtstack.ops.engine import EngineApi, OnEvent
-from virtstack.ops.errors import DataLossRefused, Interrupted, Refused
+from virtstack.ops.errors import Cancelled, DataLossRefused, Interrupted
 
 __all__ = [
     "Applied",
@@ -83,7 +83,7 @@ def apply_stack(
         if not plan.has_changes:
             return Applied(plan, applied=False)
         if not confirm(plan):
-            raise Refused("nothing was changed")
+            raise Cancelled("Cancelled: nothing was changed.")
         saved = plan_file if plan_file.exists() else None
         outputs = run(lambda: engine.up(stack, plan_file=saved, on_event=on_event), True)
         return Applied(plan, applied=True, outputs=outputs)
@@ -108,7 +108,7 @@ def destroy_stack(
     if not plan.has_changes:
         return plan
     if not confirm(plan):
-        raise Refused("nothing was destroyed")
+        raise Cancelled("Cancelled: nothing was destroyed.")
     run(lambda: engine.destroy(stack, on_event=on_event), True)
     return plan
 
@@ -134,10 +134,11 @@ def run_interruptible(
             box["error"] = err
 
     thread = threading.Thread(target=target, name="virtstack-engine", daemon=True)
-    thread.start()
     interrupts = 0
-    while thread.is_alive():
+    while thread.ident is None or thread.is_alive():
         try:
+            if thread.ident is None:
+                thread.start()
             thread.join(0.2)
         except KeyboardInterrupt:
             interrupts += 1

@@ -116,7 +116,9 @@ ACTION_WORDS = {
 }
 
 # Values a resource reports but never takes from the program (virtstack/provider/resources.py).
-OUTPUT_ONLY = frozenset({"uuid", "path", "key", "state", "capacity", "allocation", "__provider"})
+OUTPUT_ONLY = frozenset(
+    {"uuid", "path", "key", "generation", "state", "capacity", "allocation", "__provider"}
+)
 IN_PLACE_DOMAIN_KEYS = frozenset({"running", "autostart"})
 SIZE_KEYS = frozenset({"memory", "size"})
 _SECRET_SIG = "4dabf18193072939515e22adb298388d"

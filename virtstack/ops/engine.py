@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -39,12 +40,20 @@ from pulumi.automation.errors import (
 )
 
 from virtstack.errors import VirtstackError
+from virtstack.locks import clear_stale_locks, stack_locks
 from virtstack.ops.errors import EngineError, StackNotFound
 from virtstack.ops.logs import write_log
 from virtstack.ops.project import Project, engine_env
 from virtstack.ops.resources import describe, urn_name
 
-__all__ = ["Engine", "EngineApi", "InterruptiblePulumiCommand", "OnEvent", "engine_error_message"]
+__all__ = [
+    "Engine",
+    "EngineApi",
+    "EngineInterrupted",
+    "InterruptiblePulumiCommand",
+    "OnEvent",
+    "engine_error_message",
+]
 
 OnEvent = Callable[[events.EngineEvent], None]
 
@@ -57,6 +66,8 @@ _NOISE = (
     "destroy failed",
     "refresh failed",
     "one or more errors occurred",
+    # With an update plan, every planned step an earlier failure prevented is reported again:
+    "expected resource operations for",
 )
 
 
@@ -92,6 +103,10 @@ class EngineApi(Protocol):
     def interrupt(self, force: bool = False) -> bool: ...
 
 
+class EngineInterrupted(RuntimeError):
+    """An engine command was not started because the user interrupted virtstack."""
+
+
 class InterruptiblePulumiCommand(PulumiCommand):
     """PulumiCommand.run, except that the child gets its own session and can be interrupted.
 
@@ -106,6 +121,7 @@ class InterruptiblePulumiCommand(PulumiCommand):
         super().__init__(root=root)
         self._processes: set[subprocess.Popen[str]] = set()
         self._lock = threading.Lock()
+        self._interrupted = False
 
     def run(
         self,
@@ -123,6 +139,8 @@ class InterruptiblePulumiCommand(PulumiCommand):
             env["PATH"] = os.pathsep.join([os.path.dirname(self.command), env.get("PATH", "")])
         stdout_chunks: list[str] = []
         stderr_chunks: list[str] = []
+        if self._interrupted:  # Ctrl-C came between two engine commands: start no more
+            raise EngineInterrupted("interrupted before the engine started")
 
         def consume(stream: Any, callback: Callable[[str], Any] | None, chunks: list[str]) -> None:
             for line in iter(stream.readline, ""):
@@ -143,6 +161,8 @@ class InterruptiblePulumiCommand(PulumiCommand):
         ) as process:
             with self._lock:
                 self._processes.add(process)
+                if self._interrupted:  # Ctrl-C came while it was starting
+                    os.kill(process.pid, signal.SIGINT)
             try:
                 readers = [
                     threading.Thread(target=consume, args=(process.stdout, on_output, stdout_chunks)),
@@ -166,6 +186,7 @@ class InterruptiblePulumiCommand(PulumiCommand):
     def interrupt(self, force: bool = False) -> bool:
         """SIGINT to every running child (a graceful cancel); `force`: SIGKILL.  True if any ran."""
         with self._lock:
+            self._interrupted = True
             running = [p for p in self._processes if p.poll() is None]
         for process in running:
             with contextlib.suppress(ProcessLookupError):
@@ -227,10 +248,15 @@ class Engine:
         self.env = engine_env(project, self.environ)
         self._command: InterruptiblePulumiCommand | None = None
         self._workspace: auto.LocalWorkspace | None = None
+        self._command_lock = threading.Lock()  # the engine thread and a Ctrl-C may both ask for it
 
     # ----------------------------------------------------------------- plumbing
 
     def _command_or_fail(self) -> InterruptiblePulumiCommand:
+        with self._command_lock:
+            return self._make_command()
+
+    def _make_command(self) -> InterruptiblePulumiCommand:
         if self._command is None:
             found = shutil.which("pulumi", path=self.env.get("PATH", self.environ.get("PATH", "")))
             if found is None:
@@ -285,12 +311,14 @@ class Engine:
             with lock:
                 output.append(line)
 
+        self._clear_stale_locks(stack)
         try:
             result = call(collect, keep)
         except ConcurrentUpdateError:
+            holders = ", ".join(lock.describe() for lock in stack_locks(self._backend_url(), stack))
             raise EngineError(
-                f"stack {stack} is locked by another update; if none is running any more, "
-                f"run `pulumi cancel --stack {stack} --yes`, then try again"
+                f"stack {stack} is locked by another update{f' ({holders})' if holders else ''}; wait for it "
+                f"to finish, or if none is running any more, run `pulumi cancel --stack {stack} --yes`"
             ) from None
         except StackNotFoundError:
             raise StackNotFound(stack) from None
@@ -299,6 +327,20 @@ class Engine:
             log = self._log(operation, stack, output, str(err))
             raise EngineError(message, str(log)) from None
         return result, seen
+
+    def _backend_url(self) -> str | None:
+        return self.env.get("PULUMI_BACKEND_URL") or self.environ.get("PULUMI_BACKEND_URL")
+
+    def _clear_stale_locks(self, stack: str) -> None:
+        """A run killed outright (kill -9, a crash) leaves its lock file behind and every later run
+        would fail on it; a lock of a process of this machine that no longer exists protects nothing."""
+        removed, _held = clear_stale_locks(self._backend_url(), stack)
+        for lock in removed:
+            print(
+                f"virtstack: removed a stale lock of stack {stack} left by {lock.describe()} "
+                "(no longer running)",
+                file=sys.stderr,
+            )
 
     def _log(self, operation: str, stack: str, output: list[str], error: str) -> Path | None:
         text = "\n".join(output) + "\n\n--- error\n" + error + "\n"
@@ -403,4 +445,4 @@ class Engine:
             raise EngineError(f"cannot read the outputs of stack {stack}: {_last_line(str(err))}") from None
 
     def interrupt(self, force: bool = False) -> bool:
-        return self._command.interrupt(force) if self._command is not None else False
+        return self._command_or_fail().interrupt(force)

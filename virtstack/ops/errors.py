@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from virtstack.errors import VirtstackError
 
-__all__ = ["DataLossRefused", "EngineError", "Interrupted", "Refused", "StackNotFound"]
+__all__ = ["Cancelled", "DataLossRefused", "EngineError", "Interrupted", "Refused", "StackNotFound"]
 
 
 class EngineError(VirtstackError):
@@ -27,6 +27,10 @@ class StackNotFound(VirtstackError):
 
 class Refused(VirtstackError):
     """A command refused to go on (no terminal to ask, or the user said no)."""
+
+
+class Cancelled(Refused):
+    """The user answered no; nothing was changed."""
 
 
 class DataLossRefused(Refused):

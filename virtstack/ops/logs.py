@@ -2,7 +2,8 @@
 
 Public API:
     write_log(directory, prefix, text, now=None) -> Path   -- <directory>/<prefix>-<timestamp>.log
-    crash_log(directory, error, now=None) -> Path          -- virtstack-<timestamp>.log with the traceback
+    crash_log(directory, error, argv, now=None) -> Path    -- virtstack-<timestamp>.log: the command line
+                                                              and the traceback
 """
 
 from __future__ import annotations

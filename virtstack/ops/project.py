@@ -59,7 +59,7 @@ class Project:
 
     def stack_config(self, stack: str) -> dict[str, object]:
         """The stack's settings file (Pulumi.<stack>.yaml) `config` section; empty when absent."""
-        path = self.root / f"Pulumi.{stack}.yaml"
+        path = self.root / f"Pulumi.{stack.rsplit('/', 1)[-1]}.yaml"  # org/project/stack: last part
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:

@@ -244,7 +244,9 @@ def drift_json(drift: Drift, stack: str) -> dict[str, Any]:
 
 
 def _drift_headline(drift: Drift) -> str:
-    return f"{_scope(len(drift.vms), len(drift.hosts) + (1 if drift.other else 0))} differ"
+    count = len(drift.vms) + len(drift.hosts) + (1 if drift.other else 0)
+    verb = "differs" if count == 1 else "differ"
+    return f"{_scope(len(drift.vms), len(drift.hosts) + (1 if drift.other else 0))} {verb}"
 
 
 def _drift_table(drift: Drift, stack: str) -> str:

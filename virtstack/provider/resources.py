@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -39,7 +40,7 @@ from virtstack.provider import xml
 from virtstack.provider.connection import is_not_found, with_connection
 
 # Keys a provider adds to its outputs; they never come from the program, so never cause a diff.
-_OUTPUT_ONLY = {"uuid", "path", "key", "state", "capacity", "allocation", "__provider"}
+_OUTPUT_ONLY = {"uuid", "path", "key", "generation", "state", "capacity", "allocation", "__provider"}
 
 
 def _changed_keys(olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
@@ -78,7 +79,12 @@ class PoolProvider(_Provider):
                 if not is_not_found(err):
                     raise
                 pool = conn.storagePoolDefineXML(xml.pool_xml(props), 0)
-                pool.build(0)
+                try:
+                    pool.build(0)
+                    pool.create(0)
+                except libvirt.libvirtError:
+                    pool.undefine()  # a create that fails leaves nothing behind
+                    raise
             if not pool.isActive():
                 pool.create(0)
             pool.setAutostart(1)
@@ -108,9 +114,9 @@ class PoolProvider(_Provider):
                     return
                 raise
             if pool.isActive():
-                with contextlib.suppress(libvirt.libvirtError):
-                    pool.delete(0)  # removes the directory, and only when it is empty
                 pool.destroy()
+            with contextlib.suppress(libvirt.libvirtError):
+                pool.delete(0)  # removes the (inactive) pool's directory, and only when it is empty
             pool.undefine()
 
         with_connection(props["uri"], op)
@@ -203,6 +209,13 @@ def _seed_iso(props: dict[str, Any], workdir: str) -> str:
     return iso
 
 
+def _generation() -> str:
+    """A new token per created volume. A volume replaced under the same name keeps its path and key, so
+    domains depend on this instead: a replaced disk changes it and the domain is redefined onto the
+    new file rather than running on with the deleted one."""
+    return uuid.uuid4().hex
+
+
 def _volume_matches(vol: libvirt.virStorageVol, props: dict[str, Any]) -> bool:
     doc = xml.parse_volume(vol.XMLDesc(0))
     return (
@@ -210,6 +223,17 @@ def _volume_matches(vol: libvirt.virStorageVol, props: dict[str, Any]) -> bool:
         and doc["format"] == (props.get("format") or "qcow2")
         and doc["backing_path"] == (props.get("backing_path") or None)
     )
+
+
+def _grow(conn: libvirt.virConnect, vol: libvirt.virStorageVol, size: int) -> None:
+    """Grow a disk; one a running guest has open is grown through that guest's QEMU (qemu-img cannot
+    take the image's write lock then), which also tells the guest its disk grew."""
+    path = vol.path()
+    for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+        if any(d.get("file") == path for d in xml.parse_domain(dom.XMLDesc(0))["disks"]):
+            dom.blockResize(path, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+            return
+    vol.resize(size, 0)
 
 
 class VolumeProvider(_Provider):
@@ -255,8 +279,13 @@ class VolumeProvider(_Provider):
                 # whose upload may have been cut short is made afresh.
                 if props["role"] in ("root", "data") and _volume_matches(existing, props):
                     info = existing.info()
-                    outs = {**props, "path": existing.path(), "key": existing.key(), "capacity": info[1]}
-                    return outs
+                    return {
+                        **props,
+                        "path": existing.path(),
+                        "key": existing.key(),
+                        "capacity": info[1],
+                        "generation": _generation(),
+                    }
                 existing.delete(0)
             role = props["role"]
             with tempfile.TemporaryDirectory(prefix="virtstack-") as workdir:
@@ -273,7 +302,13 @@ class VolumeProvider(_Provider):
                 if upload_from is not None:
                     _upload(conn, vol, upload_from)
             info = vol.info()
-            return {**props, "path": vol.path(), "key": vol.key(), "capacity": info[1]}
+            return {
+                **props,
+                "path": vol.path(),
+                "key": vol.key(),
+                "capacity": info[1],
+                "generation": _generation(),
+            }
 
         outs = with_connection(props["uri"], op)
         return CreateResult(outs["key"], outs)
@@ -283,8 +318,9 @@ class VolumeProvider(_Provider):
         def op(conn: libvirt.virConnect) -> dict[str, Any]:
             vol = conn.storagePoolLookupByName(news["pool"]).storageVolLookupByName(news["name"])
             if news.get("size") and int(news["size"]) > int(vol.info()[1]):
-                vol.resize(int(news["size"]), 0)
-            return {**olds, **news, "capacity": vol.info()[1]}
+                _grow(conn, vol, int(news["size"]))
+            inputs = {k: v for k, v in news.items() if k not in _OUTPUT_ONLY}
+            return {**olds, **inputs, "capacity": vol.info()[1]}
 
         return UpdateResult(with_connection(news["uri"], op))
 
@@ -492,6 +528,7 @@ class Network(Resource, module="virtstack", name="Network"):
 class Volume(Resource, module="virtstack", name="Volume"):
     path: pulumi.Output[str]
     key: pulumi.Output[str]
+    generation: pulumi.Output[str]
     capacity: pulumi.Output[int]
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
@@ -499,7 +536,12 @@ class Volume(Resource, module="virtstack", name="Volume"):
         opts = pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(additional_secret_outputs=secret_outputs)
         )
-        super().__init__(VolumeProvider(), name, {"path": None, "key": None, "capacity": None, **props}, opts)
+        super().__init__(
+            VolumeProvider(),
+            name,
+            {"path": None, "key": None, "capacity": None, "generation": None, **props},
+            opts,
+        )
 
 
 class Domain(Resource, module="virtstack", name="Domain"):
