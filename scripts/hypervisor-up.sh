@@ -29,7 +29,9 @@ if [ -e /dev/kvm ]; then
   chmod 0660 /dev/kvm
 fi
 
-if ! alive "$RUN_DIR/virtlogd.pid" && ! pgrep -x virtlogd >/dev/null; then
+# Only our PID file or the daemon's default one count: extra daemon instances (libvirt-instance.sh)
+# run under the same process names in their own namespaces and must not be taken for the main one.
+if ! alive "$RUN_DIR/virtlogd.pid" && ! alive /run/virtlogd.pid; then
   cat >"$RUN_DIR/virtlogd.conf" <<CONF
 log_outputs = "3:file:$LOG_DIR/virtlogd.log"
 CONF
@@ -42,7 +44,7 @@ if answers; then
   exit 0
 fi
 
-if alive "$RUN_DIR/libvirtd.pid" || pgrep -x libvirtd >/dev/null; then
+if alive "$RUN_DIR/libvirtd.pid" || alive /run/libvirtd.pid; then
   log "libvirtd is running but not answering yet; waiting"
 else
   # Group access for non-root users in group libvirt; there is no polkit without D-Bus.

@@ -29,6 +29,12 @@ start() {
   if answers; then echo "$uri"; return 0; fi
   for d in "${DIRS[@]}"; do mkdir -p "$dir$d"; done
   mkdir -p "$dir/pid"
+  # The host's directory skeleton (e.g. /var/log/libvirt/qemu for console logs) with its owners and
+  # modes, but none of its files: libvirtd expects these to exist.
+  find /var/lib/libvirt /var/log/libvirt /var/cache/libvirt -type d -printf '%m %u %g %p\n' |
+    while read -r mode user group path; do
+      mkdir -p "$dir$path" && chmod "$mode" "$dir$path" && chown "$user:$group" "$dir$path"
+    done
   if [ ! -f "$dir/etc/libvirt/libvirtd.conf" ]; then
     # The host's configuration without any of its objects: this instance starts empty.
     cp -a /etc/libvirt/. "$dir/etc/libvirt/"

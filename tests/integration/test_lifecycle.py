@@ -165,9 +165,9 @@ def test_2_update_without_data_loss(fleet: dict[str, Any]) -> None:
     spec["vms"][a].update(memory="512MiB", vcpus=2)
     rewrite(project, spec)
     plan = json.loads(ok(project.virtstack("plan", "-s", project.stack, "--format", "json"), 0))
-    classes = {c["vm"]: c["class"] for c in plan["changes"] if c.get("vm")}
-    assert classes.get(a) == "redefine", plan
-    assert b not in classes, plan
+    actions = {v["vm"]: v["action"] for v in plan["vms"]}
+    assert actions == {a: "redefine"}, plan  # a restarts with its disks; b is untouched
+    assert plan["data_loss"] is False
 
     ok(project.virtstack("up", "-s", project.stack, "--yes"))
     info = domain_info(URI, a)
@@ -196,7 +196,8 @@ def test_3_guard_on_data_loss(fleet: dict[str, Any]) -> None:
     rewrite(project, spec)
 
     plan = json.loads(ok(project.virtstack("plan", "-s", project.stack, "--format", "json"), 0))
-    assert any(c["class"] == "replace with data loss" and c.get("vm") == a for c in plan["changes"]), plan
+    assert {v["vm"]: v["action"] for v in plan["vms"]} == {a: "replace_data_loss"}, plan
+    assert plan["refused_without_allow_data_loss"], plan
 
     refused = project.virtstack("up", "-s", project.stack, "--yes")
     assert refused.returncode == 1
@@ -218,7 +219,11 @@ def test_4_drift_is_reported_then_healed(fleet: dict[str, Any]) -> None:
 
     drift = project.virtstack("drift", "-s", project.stack, "--format", "json")
     report = json.loads(ok(drift, 2))
-    assert set(report["vms"]) >= {a, b}, report
+    assert report["drift"] is True
+    found = {v["vm"]: v for v in report["vms"]}
+    assert set(found) == {a, b}, report
+    assert any(f["problem"] == "missing" for f in found[a]["findings"]), found[a]
+    assert "powered off" in found[b]["summary"], found[b]
     text = ok(project.virtstack("drift", "-s", project.stack), 2)
     assert a in text and b in text
 
