@@ -22,6 +22,25 @@ URI = "qemu:///system"
 TEST_PASSPHRASE = "virtstack-test-only"
 
 
+def local_spec(
+    prefix: str, subnet: int, *, uri: str = URI, vcpus: int = 8, memory: str = "8GiB", disk: str = "100GiB"
+) -> dict[str, Any]:
+    """A stack with one host on this machine's daemon: a pool and an isolated network named `prefix`
+    (10.152.`subnet`.0/24), the built image, and no VMs yet."""
+    return {
+        "hosts": {
+            "local": {
+                "uri": uri,
+                "capacity": {"vcpus": vcpus, "memory": memory, "disk": disk},
+                "pools": {prefix: {"path": f"/var/lib/virtstack/pools/{prefix}"}},
+                "networks": {prefix: {"mode": "isolated", "cidr": f"10.152.{subnet}.0/24"}},
+            }
+        },
+        "images": {"debian-12": {"source": str(PROJECT_ROOT / ".virtstack/images/debian-12.qcow2")}},
+        "vms": {},
+    }
+
+
 def require_real(what: str, ok: bool, detail: str = "") -> None:
     """Skip when the real part is missing — unless VIRTSTACK_REQUIRE_REAL=1, where it is a failure."""
     if ok:
@@ -125,7 +144,10 @@ class PulumiProject:
         """Forget the stack (its state and its Pulumi.<stack>.yaml beside the project)."""
         subprocess.run(
             ["pulumi", "stack", "rm", self.stack, "--yes", "--force", "--non-interactive"],
-            cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True,
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
         )
 
     def outputs(self) -> dict[str, Any]:

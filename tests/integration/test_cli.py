@@ -21,34 +21,25 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.realenv import PROJECT_ROOT, URI, PulumiProject, libvirt_inventory
+from tests.integration.realenv import PROJECT_ROOT, URI, PulumiProject, libvirt_inventory, local_spec
 
 NOTHING = {"domains": [], "networks": [], "pools": [], "volumes": []}
 
 
 def two_vm_spec(prefix: str, subnet: int) -> dict[str, Any]:
-    return {
-        "hosts": {
-            "local": {
-                "uri": URI,
-                "capacity": {"vcpus": 2, "memory": "2GiB", "disk": "20GiB"},
-                "pools": {prefix: {"path": f"/var/lib/virtstack/pools/{prefix}"}},
-                "networks": {prefix: {"mode": "isolated", "cidr": f"10.152.{subnet}.0/24"}},
-            }
-        },
-        "images": {"debian-12": {"source": str(PROJECT_ROOT / ".virtstack/images/debian-12.qcow2")}},
-        "vms": {
-            f"{prefix}-vm": {
-                "count": 2,  # <prefix>-vm-1 (.10) and <prefix>-vm-2 (.11)
-                "image": "debian-12",
-                "vcpus": 1,
-                "memory": "384MiB",
-                "disk": "3GiB",
-                "nics": [{"network": prefix, "ip": f"10.152.{subnet}.10"}],
-                "cloud_init": {"users": [{"name": "ops"}]},
-            }
-        },
+    spec = local_spec(prefix, subnet, vcpus=2, memory="2GiB", disk="20GiB")
+    spec["vms"] = {
+        f"{prefix}-vm": {
+            "count": 2,  # <prefix>-vm-1 (.10) and <prefix>-vm-2 (.11)
+            "image": "debian-12",
+            "vcpus": 1,
+            "memory": "384MiB",
+            "disk": "3GiB",
+            "nics": [{"network": prefix, "ip": f"10.152.{subnet}.10"}],
+            "cloud_init": {"users": [{"name": "ops"}]},
+        }
     }
+    return spec
 
 
 class Cli:

@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from tests.integration.realenv import (
-    PROJECT_ROOT,
     PulumiProject,
     agent_command,
     console_log,
     libvirt_inventory,
+    local_spec,
     wait_for,
 )
 
@@ -27,27 +27,18 @@ BOOT_TIMEOUT = 300  # TCG on 2 shared cores: ~25-40 s alone, far more when the m
 
 
 def one_vm_spec(prefix: str, subnet: int, hostname: str) -> dict:
-    return {
-        "hosts": {
-            "local": {
-                "uri": "qemu:///system",
-                "capacity": {"vcpus": 2, "memory": "2GiB", "disk": "20GiB"},
-                "pools": {prefix: {"path": f"/var/lib/virtstack/pools/{prefix}"}},
-                "networks": {prefix: {"mode": "isolated", "cidr": f"10.152.{subnet}.0/24"}},
-            }
-        },
-        "images": {"debian-12": {"source": str(PROJECT_ROOT / ".virtstack/images/debian-12.qcow2")}},
-        "vms": {
-            f"{prefix}-vm": {
-                "image": "debian-12",
-                "vcpus": 1,
-                "memory": "512MiB",
-                "disk": "3GiB",
-                "nics": [{"network": prefix}],
-                "cloud_init": {"hostname": hostname, "users": [{"name": "ops"}]},
-            }
-        },
+    spec = local_spec(prefix, subnet, vcpus=2, memory="2GiB", disk="20GiB")
+    spec["vms"] = {
+        f"{prefix}-vm": {
+            "image": "debian-12",
+            "vcpus": 1,
+            "memory": "512MiB",
+            "disk": "3GiB",
+            "nics": [{"network": prefix}],
+            "cloud_init": {"hostname": hostname, "users": [{"name": "ops"}]},
+        }
     }
+    return spec
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from tests.integration.realenv import (
     guest_exec,
     kill_tree,
     libvirt_inventory,
+    local_spec,
     wait_for,
 )
 
@@ -43,19 +44,8 @@ def empty(prefix: str) -> dict[str, list[str]]:
     return {"domains": [], "networks": [], "pools": [], "volumes": []}
 
 
-def base_spec(prefix: str, subnet: int, uri: str = URI) -> dict[str, Any]:
-    return {
-        "hosts": {
-            "local": {
-                "uri": uri,
-                "capacity": {"vcpus": 8, "memory": "8GiB", "disk": "100GiB"},
-                "pools": {prefix: {"path": f"/var/lib/virtstack/pools/{prefix}"}},
-                "networks": {prefix: {"mode": "isolated", "cidr": f"10.152.{subnet}.0/24"}},
-            }
-        },
-        "images": {"debian-12": {"source": str(PROJECT_ROOT / ".virtstack/images/debian-12.qcow2")}},
-        "vms": {},
-    }
+def base_spec(prefix: str, subnet: int) -> dict[str, Any]:
+    return local_spec(prefix, subnet)
 
 
 def vm(prefix: str, **over: Any) -> dict[str, Any]:
@@ -99,6 +89,19 @@ def teardown(project: PulumiProject, prefix: str) -> None:
         for pool in left["pools"]:
             subprocess.run(["virsh", "-c", URI, "pool-destroy", pool], capture_output=True)
             subprocess.run(["virsh", "-c", URI, "pool-undefine", pool], capture_output=True)
+
+
+def start_up(project: PulumiProject, **popen: Any) -> subprocess.Popen[str]:
+    """`virtstack up --yes` in the background (for tests that interrupt or race it)."""
+    popen.setdefault("stdout", subprocess.DEVNULL)
+    popen.setdefault("stderr", subprocess.DEVNULL)
+    return subprocess.Popen(
+        [str(PROJECT_ROOT / ".venv/bin/virtstack"), "up", "-s", project.stack, "--yes"],
+        cwd=PROJECT_ROOT,
+        env=project.env,
+        text=True,
+        **popen,
+    )
 
 
 def ok(proc: subprocess.CompletedProcess[str], code: int = 0) -> str:
@@ -264,13 +267,7 @@ def test_5_crash_mid_apply_then_converge(tmp_path: Path, real_parts: None) -> No
     names = [f"{prefix}-vm-{i}" for i in range(1, 5)]
     try:
         for delay in (1.0, 2.5, 4.0):
-            proc = subprocess.Popen(
-                [str(PROJECT_ROOT / ".venv/bin/virtstack"), "up", "-s", project.stack, "--yes"],
-                cwd=PROJECT_ROOT,
-                env=project.env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            proc = start_up(project)
             time.sleep(delay)
             kill_tree(proc.pid)
             proc.wait()
@@ -297,13 +294,7 @@ def test_6_daemon_restart_during_up(tmp_path: Path, real_parts: None) -> None:
     spec["vms"] = {f"{prefix}-vm": vm(prefix, count=2, memory="256MiB", running=False)}
     project = new_project(tmp_path, spec, prefix)
     try:
-        proc = subprocess.Popen(
-            [str(PROJECT_ROOT / ".venv/bin/virtstack"), "up", "-s", project.stack, "--yes"],
-            cwd=PROJECT_ROOT,
-            env=project.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = start_up(project)
         time.sleep(2.0)
         os.kill(int(pidfile.read_text()), signal.SIGTERM)
         wait_for(
@@ -332,14 +323,7 @@ def test_7_concurrent_up_one_wins_other_gets_a_lock_message(tmp_path: Path, real
     project = new_project(tmp_path, spec, prefix)
     locks = project.backend / ".pulumi" / "locks"
     try:
-        first = subprocess.Popen(
-            [str(PROJECT_ROOT / ".venv/bin/virtstack"), "up", "-s", project.stack, "--yes"],
-            cwd=PROJECT_ROOT,
-            env=project.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        first = start_up(project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         wait_for(lambda: list(locks.glob(f"**/{prefix}/*.json")), 60, 0.05, "the first run's lock")
         second = project.virtstack("up", "-s", project.stack, "--yes")
         out_first, _ = first.communicate(timeout=600)

@@ -402,35 +402,23 @@ class Engine:
         return {key: value.value for key, value in result.outputs.items()}
 
     def preview_refresh(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]:
-        handle = self._stack(stack, create=False)
-        _, seen = self._run(
-            "refresh preview",
-            stack,
-            lambda collect, keep: handle.preview_refresh(
-                on_event=collect, on_output=keep, on_error=keep, color="never", suppress_progress=True
-            ),
-            on_event,
-        )
-        return seen
+        return self._events_of("refresh preview", stack, "preview_refresh", on_event)
 
     def preview_destroy(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]:
-        handle = self._stack(stack, create=False)
-        _, seen = self._run(
-            "destroy preview",
-            stack,
-            lambda collect, keep: handle.preview_destroy(
-                on_event=collect, on_output=keep, on_error=keep, color="never", suppress_progress=True
-            ),
-            on_event,
-        )
-        return seen
+        return self._events_of("destroy preview", stack, "preview_destroy", on_event)
 
     def destroy(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]:
+        return self._events_of("destroy", stack, "destroy", on_event)
+
+    def _events_of(
+        self, operation: str, stack: str, method: str, on_event: OnEvent | None
+    ) -> list[events.EngineEvent]:
+        """Run an Automation API operation of an existing stack whose only result is its events."""
         handle = self._stack(stack, create=False)
         _, seen = self._run(
-            "destroy",
+            operation,
             stack,
-            lambda collect, keep: handle.destroy(
+            lambda collect, keep: getattr(handle, method)(
                 on_event=collect, on_output=keep, on_error=keep, color="never", suppress_progress=True
             ),
             on_event,
