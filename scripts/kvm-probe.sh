@@ -25,8 +25,8 @@ build_probe_guest() {
   [ -s "$PROBE_DIR/vmlinuz" ] && [ -s "$PROBE_DIR/initrd.gz" ] && return 0
   local work
   work=$(mktemp -d)
-  chmod 0755 "$work"  # apt-get download runs as _apt and must write here
-  chmod 0755 "$work"  # apt-get download runs as _apt and must write here
+  chmod 0755 "$work"
+  chown _apt "$work" 2>/dev/null || true  # apt-get download runs as _apt and must write here
   # shellcheck disable=SC2064  # expand now: the trap must remove this very directory
   trap "rm -rf '$work'" RETURN
   mkdir -p "$PROBE_DIR"

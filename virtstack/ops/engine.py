@@ -40,7 +40,7 @@ from pulumi.automation.errors import (
 )
 
 from virtstack.errors import VirtstackError
-from virtstack.locks import clear_stale_locks, stack_locks
+from virtstack.locks import StackLock, clear_stale_locks, stack_locks
 from virtstack.ops.errors import EngineError, StackNotFound
 from virtstack.ops.logs import write_log
 from virtstack.ops.project import Project, engine_env
@@ -311,15 +311,15 @@ class Engine:
             with lock:
                 output.append(line)
 
-        self._clear_stale_locks(stack)
+        held = self._clear_stale_locks(stack)
+        if held:
+            # Fail fast: previewing against a stack another update is changing gives a plan that is
+            # stale before it is shown, and applying it would fail on the lock anyway.
+            raise self._locked(stack, held)
         try:
             result = call(collect, keep)
         except ConcurrentUpdateError:
-            holders = ", ".join(lock.describe() for lock in stack_locks(self._backend_url(), stack))
-            raise EngineError(
-                f"stack {stack} is locked by another update{f' ({holders})' if holders else ''}; wait for it "
-                f"to finish, or if none is running any more, run `pulumi cancel --stack {stack} --yes`"
-            ) from None
+            raise self._locked(stack, stack_locks(self._backend_url(), stack)) from None
         except StackNotFoundError:
             raise StackNotFound(stack) from None
         except CommandError as err:
@@ -331,16 +331,26 @@ class Engine:
     def _backend_url(self) -> str | None:
         return self.env.get("PULUMI_BACKEND_URL") or self.environ.get("PULUMI_BACKEND_URL")
 
-    def _clear_stale_locks(self, stack: str) -> None:
+    def _clear_stale_locks(self, stack: str) -> list[StackLock]:
         """A run killed outright (kill -9, a crash) leaves its lock file behind and every later run
-        would fail on it; a lock of a process of this machine that no longer exists protects nothing."""
-        removed, _held = clear_stale_locks(self._backend_url(), stack)
+        would fail on it; a lock of a process of this machine that no longer exists protects nothing.
+        Returns the locks that are still held."""
+        removed, held = clear_stale_locks(self._backend_url(), stack)
         for lock in removed:
             print(
                 f"virtstack: removed a stale lock of stack {stack} left by {lock.describe()} "
                 "(no longer running)",
                 file=sys.stderr,
             )
+        return held
+
+    @staticmethod
+    def _locked(stack: str, holders: list[StackLock]) -> EngineError:
+        who = ", ".join(lock.describe() for lock in holders)
+        return EngineError(
+            f"stack {stack} is locked by another update{f' ({who})' if who else ''}; wait for it to "
+            f"finish, or if none is running any more, run `pulumi cancel --stack {stack} --yes`"
+        )
 
     def _log(self, operation: str, stack: str, output: list[str], error: str) -> Path | None:
         text = "\n".join(output) + "\n\n--- error\n" + error + "\n"
