@@ -274,6 +274,8 @@ for tool in mmdebstrap sfdisk mkfs.vfat mcopy syslinux mkfs.ext4 qemu-img flock;
 done
 readonly MBR_BIN=/usr/lib/syslinux/mbr/mbr.bin
 [[ -r "$MBR_BIN" ]] || { echo "build-image.sh: missing $MBR_BIN (syslinux-common)" >&2; exit 1; }
+readonly MERGED_USR_HOOKS=/usr/share/mmdebstrap/hooks/merged-usr
+[[ -d "$MERGED_USR_HOOKS" ]] || { echo "build-image.sh: missing $MERGED_USR_HOOKS (mmdebstrap)" >&2; exit 1; }
 
 self="$(readlink -f "${BASH_SOURCE[0]}")"
 recipe_hash="$(sha256sum "$self" | cut -d' ' -f1)"
@@ -300,10 +302,16 @@ log "mirrors: $archive_uri $security_uri"
 
 rootfs="$tmp/rootfs"
 # minbase + explicit packages; no Recommends (mmdebstrap's default).
+# The merged-usr hooks (shipped with mmdebstrap) create the /usr symlinks
+# themselves and install usr-is-merged, so apt does not pull in usrmerge and,
+# with it, the whole of perl (~50 MB) that nothing else in the image needs.
+# Its output (the merged-usr hooks ignore --quiet) goes to stderr: stdout is
+# kept for the recipe-sha256 line.
 # path-exclude keeps docs/man/locales out (they stay excluded in the guest
 # too, like Debian's container images); copyright files are kept.
 log "mmdebstrap $SUITE"
 mmdebstrap --mode=root --variant=minbase --quiet \
+  --hook-dir="$MERGED_USR_HOOKS" \
   --include="$(IFS=,; echo "${PACKAGES[*]}")" \
   --dpkgopt='path-exclude=/usr/share/doc/*' \
   --dpkgopt='path-include=/usr/share/doc/*/copyright' \
@@ -316,7 +324,7 @@ mmdebstrap --mode=root --variant=minbase --quiet \
   "$SUITE" "$rootfs" \
   "deb $archive_uri $SUITE main" \
   "deb $archive_uri $SUITE-updates main" \
-  "deb $security_uri $SUITE-security main"
+  "deb $security_uri $SUITE-security main" >&2
 log "rootfs done ($((SECONDS - start)) s, $(du -sh "$rootfs" | cut -f1))"
 
 # Exactly one kernel is installed; syslinux loads it from the FAT partition.
@@ -363,14 +371,14 @@ mcopy -i "$raw@@$boot_off" "${kernels[0]}" ::/vmlinuz
 mcopy -i "$raw@@$boot_off" "$rootfs/boot/initrd.img-$kver" ::/initrd.img
 mcopy -i "$raw@@$boot_off" "$tmp/syslinux.cfg" ::/syslinux.cfg
 # Writes ldlinux.sys/ldlinux.c32 and the partition boot sector, via mtools.
-syslinux --install --offset "$boot_off" "$raw"
+syslinux --install --offset "$boot_off" "$raw" >&2
 
 # --- root partition: ext4 made straight from the rootfs directory ------------
 root_kib=$((root_sectors * SECTOR / 1024))
 used_kib="$(du -sk "$rootfs" | cut -f1)"
 ((used_kib * 10 / 8 < root_kib)) || { echo "build-image.sh: rootfs (${used_kib} KiB) too big for root partition" >&2; exit 1; }
 log "mkfs.ext4 -d (kernel $kver)"
-mkfs.ext4 -q -F -L root -d "$rootfs" -E "offset=$((ROOT_START * SECTOR))" "$raw" "${root_kib}k"
+mkfs.ext4 -q -F -L root -d "$rootfs" -E "offset=$((ROOT_START * SECTOR))" "$raw" "${root_kib}k" >&2
 
 # --- qcow2 --------------------------------------------------------------------
 # Uncompressed: a compressed qcow2 is ~1/3 the size but boots 1-3 s slower

@@ -41,7 +41,13 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed process whose parent died too stays a zombie until an init reaps it — and where PID 1
+    # is not an init (containers), that is never. A zombie holds nothing.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 def backend_dir(backend_url: str | None) -> Path | None:

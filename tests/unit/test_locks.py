@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 from virtstack.locks import clear_stale_locks, stack_locks
@@ -42,3 +43,17 @@ def test_only_locks_of_dead_local_processes_are_removed(tmp_path: Path) -> None:
 def test_other_backends_have_no_file_locks() -> None:
     assert clear_stale_locks("https://api.pulumi.com", "dev") == ([], [])
     assert stack_locks(None, "dev") == []
+
+
+def test_a_zombie_holds_no_lock(tmp_path: Path) -> None:
+    child = subprocess.Popen(["true"])
+    for _ in range(100):  # wait until it has exited but is not reaped: a zombie
+        if Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.01)
+    try:
+        lock = write_lock(tmp_path, "dev", "z", child.pid, socket.gethostname())
+        removed, held = clear_stale_locks(f"file://{tmp_path}", "dev")
+        assert ([lk.path for lk in removed], held) == ([lock], [])
+    finally:
+        child.wait()

@@ -1,13 +1,17 @@
 """libvirt connections shared by every resource operation in one provider process.
 
-The engine calls the provider from several threads; libvirt connections are thread-safe, so one
-connection per URI is shared. A connection that broke (the daemon restarted) is replaced once and the
-operation retried, so an `up` running across a daemon restart converges instead of failing.
+The engine calls the provider from several threads; libvirt connections are thread-safe, so a few
+connections per URI are shared: libvirtd serves at most `max_client_requests` (5 by default) calls of
+one connection at a time, so one connection would make a sixth operation wait behind five slow domain
+starts. Each thread keeps to one of the URI's `CONNECTIONS_PER_HOST` connections. A connection that
+broke (the daemon restarted) is replaced once and the operation retried, so an `up` running across a
+daemon restart converges instead of failing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -20,8 +24,24 @@ T = TypeVar("T")
 # How long an operation waits for a restarting daemon before it gives up.
 RECONNECT_SECONDS = 60.0
 
+# libvirtd's defaults: 5 calls at once per connection, 20 worker threads per daemon. Three connections
+# let the provider's operations (see virtstack.provider's PROVIDER_THREADS) run side by side on one host
+# without taking every worker of its daemon.
+CONNECTIONS_PER_HOST = 3
+
 _lock = threading.Lock()
-_connections: dict[str, libvirt.virConnect] = {}
+_connections: dict[tuple[str, int], libvirt.virConnect] = {}
+_slots = itertools.count()
+_thread = threading.local()
+
+
+def _slot() -> int:
+    """This thread's connection slot, assigned round robin on first use."""
+    slot = getattr(_thread, "slot", None)
+    if slot is None:
+        slot = _thread.slot = next(_slots) % CONNECTIONS_PER_HOST
+    return slot
+
 
 # Errors that mean "the connection is gone", not "the operation was refused".
 _BROKEN_CONNECTION_CODES = {
@@ -42,20 +62,21 @@ libvirt.registerErrorHandler(_silence_libvirt_stderr, None)
 
 
 def connect(uri: str) -> libvirt.virConnect:
-    """The shared, live connection to `uri` (opened on first use)."""
+    """This thread's shared, live connection to `uri` (opened on first use)."""
+    key = (uri, _slot())
     with _lock:
-        conn = _connections.get(uri)
+        conn = _connections.get(key)
         if conn is not None:
             if _alive(conn):
                 return conn
-            _drop(uri)
+            _drop(key)
         conn = libvirt.open(uri)
-        _connections[uri] = conn
+        _connections[key] = conn
         return conn
 
 
-def _drop(uri: str) -> None:
-    conn = _connections.pop(uri, None)
+def _drop(key: tuple[str, int]) -> None:
+    conn = _connections.pop(key, None)
     if conn is not None:
         with contextlib.suppress(libvirt.libvirtError):
             conn.close()
@@ -73,9 +94,10 @@ def with_connection(uri: str, operation: Callable[[libvirt.virConnect], T]) -> T
     except libvirt.libvirtError as err:
         if err.get_error_code() not in _BROKEN_CONNECTION_CODES or _alive(conn):
             raise
+        key = (uri, _slot())
         with _lock:
-            if _connections.get(uri) is conn:
-                _drop(uri)
+            if _connections.get(key) is conn:
+                _drop(key)
         return operation(_reconnect(uri))
 
 
