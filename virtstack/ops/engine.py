@@ -194,6 +194,18 @@ class InterruptiblePulumiCommand(PulumiCommand):
         return bool(running)
 
 
+def _quiet(collect: OnEvent, keep: Callable[[str], None]) -> dict[str, Any]:
+    """Automation API arguments shared by every operation: events to `collect`, the engine's text
+    output to `keep` (for the log of a failed run), none of the CLI's own progress display."""
+    return {
+        "on_event": collect,
+        "on_output": keep,
+        "on_error": keep,
+        "color": "never",
+        "suppress_progress": True,
+    }
+
+
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
@@ -376,11 +388,7 @@ class Engine:
             lambda collect, keep: handle.preview(
                 refresh=refresh,
                 plan=str(plan_file) if plan_file else None,
-                on_event=collect,
-                on_output=keep,
-                on_error=keep,
-                color="never",
-                suppress_progress=True,
+                **_quiet(collect, keep),
             ),
             on_event,
         )
@@ -401,11 +409,7 @@ class Engine:
             lambda collect, keep: handle.up(
                 refresh=refresh,
                 plan=str(plan_file) if plan_file else None,
-                on_event=collect,
-                on_output=keep,
-                on_error=keep,
-                color="never",
-                suppress_progress=True,
+                **_quiet(collect, keep),
             ),
             on_event,
         )
@@ -428,9 +432,7 @@ class Engine:
         _, seen = self._run(
             operation,
             stack,
-            lambda collect, keep: getattr(handle, method)(
-                on_event=collect, on_output=keep, on_error=keep, color="never", suppress_progress=True
-            ),
+            lambda collect, keep: getattr(handle, method)(**_quiet(collect, keep)),
             on_event,
         )
         return seen
