@@ -18,7 +18,7 @@ t_start=$(date +%s)
 
 APT_PACKAGES=(
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base iptables
-  genisoimage xorriso mmdebstrap syslinux syslinux-common mtools dosfstools e2fsprogs
+  genisoimage xorriso mmdebstrap syslinux syslinux-common mtools dosfstools e2fsprogs fdisk
   cpio busybox-static bc libvirt-dev pkg-config python3-venv curl ca-certificates
 )
 
