@@ -28,3 +28,6 @@ preview:
 
 destroy:
 	$(ENV) pulumi destroy --yes --stack $(STACK)
+
+bench:            ## benchmarks (~20 min, unattended): prints a table, writes bench/RESULTS.md and bench/results.json
+	$(ENV) .venv/bin/python -m bench.run

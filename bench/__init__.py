@@ -1,1 +1,1 @@
-"""virtstack benchmarks: scripts (not tests) behind `make bench`; see bench/README.md."""
+"""virtstack benchmarks: scripts (not tests) behind `make bench`; see "Benchmarks" in README.md."""

@@ -1,0 +1,254 @@
+"""bench/results.json (every figure under a stable key, plus every run) and bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TIMES = "\u00d7"  # the multiplication sign of ratios
+
+# (key, label, unit) in table order; a key missing from a run is shown as "—".
+SUMMARY = [
+    ("up_virtstack_n10_seconds", "up, N=10: virtstack", "s"),
+    ("up_floor_n10_seconds", "up, N=10: floor (libvirt-python, thread pool)", "s"),
+    ("up_floor_ratio_n10", "up, N=10: virtstack ÷ floor", TIMES),
+    ("up_virtstack_n25_seconds", "up, N=25: virtstack", "s"),
+    ("up_floor_n25_seconds", "up, N=25: floor", "s"),
+    ("up_floor_ratio_n25", "up, N=25: virtstack ÷ floor  (target ≤ 1.5)", TIMES),
+    ("up_virtstack_before_n10_seconds", "up, N=10: virtstack before the optimisation", "s"),
+    ("up_floor_ratio_before_n10", "up, N=10: before ÷ floor", TIMES),
+    ("up_virtstack_before_n25_seconds", "up, N=25: virtstack before the optimisation", "s"),
+    ("up_floor_ratio_before_n25", "up, N=25: before ÷ floor", TIMES),
+    ("up_engine_n10_seconds", "up, N=10: `pulumi up --skip-preview` alone", "s"),
+    ("up_engine_floor_ratio_n10", "up, N=10: pulumi up ÷ floor", TIMES),
+    ("up_engine_n25_seconds", "up, N=25: `pulumi up --skip-preview` alone", "s"),
+    ("up_engine_floor_ratio_n25", "up, N=25: pulumi up ÷ floor", TIMES),
+    ("up_virtstack_parallel16_n10_seconds", "up, N=10: `virtstack up` with PULUMI_PARALLEL=16", "s"),
+    ("up_floor_ratio_parallel16_n10", "up, N=10: that ÷ floor", TIMES),
+    ("up_virtstack_parallel16_n25_seconds", "up, N=25: `virtstack up` with PULUMI_PARALLEL=16", "s"),
+    ("up_floor_ratio_parallel16_n25", "up, N=25: that ÷ floor", TIMES),
+    ("up_engine_parallel16_n10_seconds", "up, N=10: `pulumi up` with PULUMI_PARALLEL=16", "s"),
+    ("up_engine_parallel16_floor_ratio_n10", "up, N=10: that ÷ floor", TIMES),
+    ("up_engine_parallel16_n25_seconds", "up, N=25: `pulumi up` with PULUMI_PARALLEL=16", "s"),
+    ("up_engine_parallel16_floor_ratio_n25", "up, N=25: that ÷ floor", TIMES),
+    ("ready_virtstack_seconds", "1 VM, up start → guest agent answers: virtstack", "s"),
+    ("ready_bare_seconds", "1 VM, start → guest agent answers: defined by hand", "s"),
+    ("ready_ratio", "time to ready: virtstack ÷ bare", TIMES),
+    ("preview_20_seconds", "no-change `pulumi preview`, 20 VMs over 10 hosts", "s"),
+    ("preview_200_seconds", "no-change `pulumi preview`, 200 VMs over 10 hosts", "s"),
+    ("preview_ratio_200_20", "preview 200 ÷ 20  (target ≤ 10)", TIMES),
+    ("cli_plan_20_seconds", "`virtstack plan` (refreshing), 20 VMs", "s"),
+    ("cli_plan_200_seconds", "`virtstack plan` (refreshing), 200 VMs", "s"),
+    ("cli_plan_ratio_200_20", "`virtstack plan` 200 ÷ 20", TIMES),
+    ("validate_1k_seconds", "load+validate+place 1,000 VMs / 500 hosts (one entry per VM)", "s"),
+    (
+        "validate_10k_seconds",
+        "load+validate+place 10,000 VMs / 500 hosts (one entry per VM)  (target < 1)",
+        "s",
+    ),
+    ("validate_1k_grouped_seconds", "… 1,000 VMs, 20 VMs per entry (count: 20)", "s"),
+    ("validate_10k_grouped_seconds", "… 10,000 VMs, 20 VMs per entry (count: 20)", "s"),
+    ("validate_10k_maxrss_bytes", "peak RSS, 10,000 VMs one entry per VM (whole process)", "MiB"),
+    ("validate_10k_grouped_tracemalloc_peak_bytes", "peak Python allocations, 10,000 VMs grouped", "MiB"),
+    ("validate_1k_tracemalloc_peak_bytes", "peak Python allocations, 1,000 VMs one entry per VM", "MiB"),
+    ("validate_cli_10k_seconds", "`virtstack validate -f`, 10,000 VMs one entry per VM (whole command)", "s"),
+    ("validate_cli_10k_grouped_seconds", "`virtstack validate -f`, 10,000 VMs grouped (whole command)", "s"),
+    ("peer_tofu_n10_seconds", "OpenTofu + terraform-provider-libvirt, N=10 (`tofu apply`)", "s"),
+    ("peer_ratio_tofu_n10", "virtstack ÷ OpenTofu, N=10", TIMES),
+    ("peer_tofu_n25_seconds", "OpenTofu + terraform-provider-libvirt, N=25", "s"),
+    ("peer_ratio_tofu_n25", "virtstack ÷ OpenTofu, N=25", TIMES),
+    ("peer_kcli_n10_seconds", "kcli `create plan --threaded`, N=10", "s"),
+    ("peer_ratio_kcli_n10", "virtstack ÷ kcli, N=10", TIMES),
+    ("peer_kcli_n25_seconds", "kcli `create plan --threaded`, N=25", "s"),
+    ("peer_ratio_kcli_n25", "virtstack ÷ kcli, N=25", TIMES),
+    ("peer_kcli_sequential_n25_seconds", "kcli `create plan` (sequential; --threaded failed), N=25", "s"),
+    ("peer_ratio_kcli_sequential_n25", "virtstack ÷ kcli sequential, N=25", TIMES),
+    ("peer_kcli_sequential_n10_seconds", "kcli `create plan` (sequential; --threaded failed), N=10", "s"),
+    ("peer_ratio_kcli_sequential_n10", "virtstack ÷ kcli sequential, N=10", TIMES),
+]
+
+
+def _fmt(value: Any, unit: str) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if unit == "MiB":
+        return f"{value / 2**20:.0f} MiB"
+    if unit == TIMES:
+        return f"{value:.2f}{TIMES}"
+    if isinstance(value, float):
+        return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+    return str(value)
+
+
+def table(res: dict[str, Any]) -> str:
+    figs = res["figures"]
+    rows = [(label, _fmt(figs.get(key), unit)) for key, label, unit in SUMMARY if key in figs]
+    width = max((len(r[0]) for r in rows), default=10)
+    lines = [f"{'figure':<{width}}  value", f"{'-' * width}  -----"]
+    lines += [f"{label:<{width}}  {value}" for label, value in rows]
+    if res.get("failures"):
+        lines.append("")
+        lines.append(f"{len(res['failures'])} failure(s): see bench/RESULTS.md")
+    return "\n".join(lines)
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _s(v: Any) -> str:
+    return "—" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+
+def markdown(res: dict[str, Any]) -> str:
+    figs, m = res["figures"], res["machine"]
+    status = "complete" if res.get("total_seconds") else "in progress: " + ", ".join(res["sections"])
+    parts = [
+        "# virtstack benchmarks",
+        "",
+        f"Written by `make bench` ({status}) on {res['date']}"
+        + (f"; the run took {res['total_seconds'] / 60:.1f} min." if res.get("total_seconds") else "."),
+        "Every figure below was measured in this run; ratios are virtstack ÷ the other side (lower is better"
+        " for virtstack). Figures with several runs are medians; every run is listed further down and in"
+        " `results.json`.",
+        "",
+        "## Machine",
+        "",
+        _md_table(["", ""], [[k, str(v)] for k, v in m.items()]),
+        "",
+        "## Figures",
+        "",
+        _md_table(
+            ["figure", "value", "key in results.json"],
+            [[label, _fmt(figs.get(key), unit), f"`{key}`"] for key, label, unit in SUMMARY if key in figs],
+        ),
+        "",
+    ]
+    prov = res["runs"].get("provisioning")
+    if prov:
+        parts += [
+            "## Provisioning floor: every run",
+            "",
+            "N small VMs (the built image, 256 MiB, one vCPU, CoW root disk on one base volume, cloud-init"
+            " seed ISO, one NIC on an isolated network) from an empty stack until every domain runs; the"
+            " domains are hard-stopped right after, then torn down (`pulumi destroy`, or the floor's own"
+            " clean-up) and libvirt is checked for leftovers. `seconds` is the command's wall time;"
+            " `all running` is when libvirt (polled every 0.2 s) first showed every domain running.",
+            "",
+            _md_table(
+                ["variant", "N", "round", "seconds", "all running", "teardown", "left behind", "error"],
+                [
+                    [
+                        r["variant"],
+                        str(r["n"]),
+                        str(r["round"]),
+                        _s(r["seconds"]),
+                        _s(r["all_running_seconds"]),
+                        _s(r.get("teardown_seconds")),
+                        "nothing"
+                        if not any(v for inv in (r.get("left") or {}).values() for v in inv.values())
+                        else json.dumps(r["left"]),
+                        (r.get("error") or "")[:120],
+                    ]
+                    for r in prov
+                ],
+            ),
+            "",
+        ]
+    bd_rows = []
+    for key in sorted(k for k in figs if k.endswith("_breakdown")):
+        for part, value in figs[key].items():
+            bd_rows.append([key.removesuffix("_breakdown").removeprefix("up_"), part, _s(value)])
+    if bd_rows:
+        parts += [
+            "## Where virtstack's time goes",
+            "",
+            "From the bench trace hook (`bench/trace/sitecustomize.py`, on only in bench runs): "
+            "`cli_preview_phase` = `virtstack up` start → the apply's program starts (the CLI's refreshing "
+            "preview and plan); `engine_startup` = `pulumi up` start → the program's interpreter starts; "
+            "`program` = → the first provider operation; `provider_ops` = wall time with ≥1 provider "
+            "operation running, of which `libvirt` = inside libvirt calls and local tools (qemu-img, "
+            "genisoimage); `engine_tail` = last operation → command end; `ops_cpu_sum` = the operations' "
+            "summed durations; `max_concurrent_ops` = most operations in flight at once; `*_sum` = summed "
+            "durations per resource kind and operation. "
+            "Medians over rounds.",
+            "",
+            _md_table(["run", "part", "seconds"], bd_rows),
+            "",
+        ]
+    rd = res["runs"].get("ready")
+    if rd:
+        parts += [
+            "## Time to ready: every run",
+            "",
+            _md_table(
+                ["variant", "round", "up seconds", "agent answered after", "error"],
+                [
+                    [
+                        r["variant"],
+                        str(r["round"]),
+                        _s(r.get("up_seconds")),
+                        _s(r.get("ready_seconds")),
+                        (r.get("error") or "")[:160],
+                    ]
+                    for r in rd
+                ],
+            ),
+            "",
+        ]
+    pv = res["runs"].get("preview")
+    if pv:
+        parts += ["## Preview at scale", "", "```json", json.dumps(pv, indent=1), "```", ""]
+    sc = res["runs"].get("scale")
+    if sc:
+        parts += [
+            "## Pure-Python scale: every run",
+            "",
+            "Each in a fresh process: `virtstack.loader.load_spec` + `virtstack.placement.plan` of a stack"
+            " file with N VMs over 500 hosts (static address, data disk, cloud-init user each);"
+            " imports not timed. `maxrss` is the process's peak RSS (interpreter and imports included).",
+            "",
+            _md_table(
+                ["VMs", "per entry", "file", "load s", "plan s", "total s", "maxrss", "tracemalloc peak"],
+                [
+                    [
+                        str(r["vms"]),
+                        str(r["group"]),
+                        f"{r['file_bytes'] / 2**20:.1f} MiB",
+                        _s(r["load_seconds"]),
+                        _s(r["plan_seconds"]),
+                        _s(r["seconds"]),
+                        f"{r['maxrss_bytes'] / 2**20:.0f} MiB",
+                        "—"
+                        if r["tracemalloc_peak_bytes"] is None
+                        else f"{r['tracemalloc_peak_bytes'] / 2**20:.0f} MiB",
+                    ]
+                    for r in sc
+                ],
+            ),
+            "",
+        ]
+    pr = res.get("peers")
+    if pr:
+        parts += ["## Peers", "", "```json", json.dumps(pr, indent=1), "```", ""]
+    if res.get("notes"):
+        parts += ["## Notes", ""] + [f"- {n}" for n in res["notes"]] + [""]
+    parts += ["## Failures", ""]
+    parts += [f"- {f}" for f in res.get("failures", [])] or ["None."]
+    if res.get("section_seconds"):
+        parts += [
+            "",
+            "Section times: " + ", ".join(f"{k} {v:.0f} s" for k, v in res["section_seconds"].items()),
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def write(res: dict[str, Any]) -> None:
+    (HERE / "results.json").write_text(json.dumps(res, indent=1, sort_keys=False, default=str) + "\n")
+    (HERE / "RESULTS.md").write_text(markdown(res))

@@ -1,0 +1,372 @@
+"""`make bench`: every benchmark in one unattended run; prints a table and writes bench/RESULTS.md and
+bench/results.json (same figures, stable keys). Sections write their results as they finish, so a
+run cut short still leaves what it measured.
+
+    python -m bench.run [--sections scale,provisioning,ready,preview,peers] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from bench import baseline, peers, preview, ready, report
+from bench.harness import LOCAL_URI, log, machine_facts, new_prefix
+from bench.specs import IMAGE, PROJECT_ROOT, fleet_spec
+from bench.variants import Outcome, cli_available, run_floor, run_pulumi
+
+HERE = Path(__file__).resolve().parent
+SECTIONS = ("scale", "provisioning", "ready", "preview", "peers")
+
+
+def _median(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+# ------------------------------------------------------------------------------------------ scale
+
+
+def section_scale(res: dict[str, Any]) -> None:
+    figs, runs = res["figures"], res["runs"].setdefault("scale", [])
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
+    for n in (1000, 10000):
+        for group in (1, 20):
+            for trace in (False, True):
+                if trace and n == 10000 and group == 1:
+                    continue  # tracemalloc on the 10k flat file takes minutes; maxrss is reported
+                args = [sys.executable, "-m", "bench.scale", str(n), "500", str(group)]
+                if trace:
+                    args.append("--tracemalloc")
+                proc = subprocess.run(
+                    args, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600
+                )
+                if proc.returncode != 0:
+                    res["failures"].append(f"scale {n}/{group}: {proc.stderr[-500:]}")
+                    continue
+                row = json.loads(proc.stdout.strip().splitlines()[-1])
+                row["tracemalloc"] = trace
+                runs.append(row)
+                k = f"{n // 1000}k" + ("" if group == 1 else "_grouped")
+                if trace:
+                    figs[f"validate_{k}_tracemalloc_peak_bytes"] = row["tracemalloc_peak_bytes"]
+                else:
+                    figs[f"validate_{k}_seconds"] = row["seconds"]
+                    figs[f"validate_{k}_load_seconds"] = row["load_seconds"]
+                    figs[f"validate_{k}_plan_seconds"] = row["plan_seconds"]
+                    figs[f"validate_{k}_maxrss_bytes"] = row["maxrss_bytes"]
+                log(
+                    f"validate {n} VMs ({'one entry per VM' if group == 1 else f'{group} per entry'})"
+                    f"{' [tracemalloc]' if trace else ''}: {row['seconds']:.2f}s"
+                )
+    # The whole command, as a user runs it (interpreter, imports, output included).
+    exe = PROJECT_ROOT / ".venv/bin/virtstack"
+    if exe.exists():
+        import tempfile
+
+        import yaml
+
+        from bench.specs import scale_spec
+
+        for group in (1, 20):
+            with tempfile.TemporaryDirectory(prefix="vsb-validate-") as tmp:
+                path = Path(tmp) / "stack.yaml"
+                path.write_text(yaml.safe_dump(scale_spec(10000, 500, group), sort_keys=False))
+                t0 = time.perf_counter()
+                proc = subprocess.run(
+                    [str(exe), "validate", "-f", str(path)],
+                    cwd=PROJECT_ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                )
+                seconds = time.perf_counter() - t0
+            k = "" if group == 1 else "_grouped"
+            if proc.returncode == 0:
+                figs[f"validate_cli_10k{k}_seconds"] = seconds
+                log(f"virtstack validate -f (10k VMs{k}): {seconds:.2f}s")
+            else:
+                res["failures"].append(
+                    f"virtstack validate 10k{k}: exit {proc.returncode}: {proc.stderr[-300:]}"
+                )
+
+
+# ----------------------------------------------------------------------------------- provisioning
+
+
+def section_provisioning(res: dict[str, Any], rounds: int) -> None:
+    figs, runs = res["figures"], res["runs"].setdefault("provisioning", [])
+    use_cli = cli_available()
+    res["notes"].append(
+        "virtstack figure (a) = `virtstack up --yes` (refreshing preview + saved plan, then `up --plan`)"
+        if use_cli
+        else "virtstack figure (a) = `pulumi up --yes --skip-preview` (no `virtstack up` command yet)"
+    )
+    before_root, before_notes = baseline.make_baseline()
+    res["notes"].append("before = this tree with " + ", ".join(before_notes))
+    variants = [
+        ("virtstack", lambda p, s, n: run_pulumi("virtstack", p, s, n, use_cli=use_cli)),
+        (
+            "virtstack-before",
+            lambda p, s, n: run_pulumi("virtstack-before", p, s, n, project=before_root, use_cli=use_cli),
+        ),
+        ("engine", lambda p, s, n: run_pulumi("engine", p, s, n)),
+        (
+            "virtstack-parallel16",
+            lambda p, s, n: run_pulumi(
+                "virtstack-parallel16", p, s, n, use_cli=use_cli, env={"PULUMI_PARALLEL": "16"}
+            ),
+        ),
+        (
+            "engine-parallel16",
+            lambda p, s, n: run_pulumi("engine-parallel16", p, s, n, env={"PULUMI_PARALLEL": "16"}),
+        ),
+        ("floor", lambda p, s, n: run_floor(p, s, n)),
+    ]
+    try:
+        for n in (10, 25):
+            for r in range(rounds):
+                order = variants[r % len(variants) :] + variants[: r % len(variants)]
+                for name, fn in order:
+                    prefix = new_prefix("u")
+                    try:
+                        outcome = fn(prefix, fleet_spec(prefix, n, {"local": LOCAL_URI}, 100 + (r % 50)), n)
+                    except Exception as err:  # one broken run must not end the section
+                        outcome = Outcome(name, n, None, None, error=f"{type(err).__name__}: {err}")
+                    row = {"round": r, **outcome.as_dict()}
+                    runs.append(row)
+                    if outcome.error:
+                        res["failures"].append(f"{name} N={n} round {r}: {outcome.error[:600]}")
+                        log(f"{name} N={n}: FAILED {outcome.error[:300]}")
+                    else:
+                        log(
+                            f"{name} N={n} round {r}: {outcome.seconds:.1f}s (all running at "
+                            f"{outcome.all_running_seconds or float('nan'):.1f}s)"
+                        )
+                    report.write(res)
+            by = {name: [x for x in runs if x["variant"] == name and x["n"] == n] for name, _ in variants}
+            med = {name: _median([x["seconds"] for x in rows]) for name, rows in by.items()}
+            figs[f"up_virtstack_n{n}_seconds"] = med["virtstack"]
+            figs[f"up_virtstack_before_n{n}_seconds"] = med["virtstack-before"]
+            figs[f"up_engine_n{n}_seconds"] = med["engine"]
+            figs[f"up_virtstack_parallel16_n{n}_seconds"] = med["virtstack-parallel16"]
+            figs[f"up_floor_ratio_parallel16_n{n}"] = _ratio(med["virtstack-parallel16"], med["floor"])
+            figs[f"up_engine_parallel16_n{n}_seconds"] = med["engine-parallel16"]
+            figs[f"up_engine_parallel16_floor_ratio_n{n}"] = _ratio(med["engine-parallel16"], med["floor"])
+            figs[f"up_floor_n{n}_seconds"] = med["floor"]
+            figs[f"up_floor_ratio_n{n}"] = _ratio(med["virtstack"], med["floor"])
+            figs[f"up_floor_ratio_before_n{n}"] = _ratio(med["virtstack-before"], med["floor"])
+            figs[f"up_engine_floor_ratio_n{n}"] = _ratio(med["engine"], med["floor"])
+            # After each run's own teardown (pulumi destroy / the floor's clean-up): anything left?
+            figs[f"up_n{n}_teardown_left_anything"] = any(
+                bool(names)
+                for x in runs
+                if x["n"] == n and x.get("left")
+                for inv in x["left"].values()
+                for names in inv.values()
+            )
+            for name in ("engine", "engine-parallel16", "virtstack", "virtstack-before"):
+                bds = [x["breakdown"] for x in by[name] if x.get("breakdown")]
+                if bds:
+                    keys = sorted({k for b in bds for k in b})
+                    figs[f"up_{name}_n{n}_breakdown"] = {k: _median([b.get(k) for b in bds]) for k in keys}
+            report.write(res)
+    finally:
+        baseline.remove_baseline(before_root)
+
+
+# ------------------------------------------------------------------------------------------ ready
+
+
+def section_ready(res: dict[str, Any], rounds: int) -> None:
+    figs, runs = res["figures"], res["runs"].setdefault("ready", [])
+    use_cli = cli_available()
+    for r in range(rounds):
+        order = [("virtstack", True), ("bare", False)]
+        if r % 2:
+            order.reverse()
+        for name, is_virtstack in order:
+            prefix = new_prefix("r")
+            subnet = 180 + r
+            row = (
+                ready.ready_virtstack(prefix, subnet, use_cli)
+                if is_virtstack
+                else ready.ready_bare(prefix, subnet)
+            )
+            row.update(variant=name, round=r)
+            runs.append(row)
+            if "error" in row:
+                res["failures"].append(f"ready {name} round {r}: {row['error'][:600]}")
+                log(f"ready {name}: FAILED {row['error'][:300]}")
+            else:
+                log(
+                    f"ready {name} round {r}: agent answered {row['ready_seconds']:.1f}s after start "
+                    f"(up took {row['up_seconds']:.1f}s)"
+                )
+            report.write(res)
+    vs = _median([x.get("ready_seconds") for x in runs if x["variant"] == "virtstack"])
+    bare = _median([x.get("ready_seconds") for x in runs if x["variant"] == "bare"])
+    figs["ready_virtstack_seconds"] = vs
+    figs["ready_bare_seconds"] = bare
+    figs["ready_ratio"] = _ratio(vs, bare)
+    figs["ready_virtstack_up_seconds"] = _median(
+        [x.get("up_seconds") for x in runs if x["variant"] == "virtstack"]
+    )
+
+
+# ---------------------------------------------------------------------------------------- preview
+
+
+def section_preview(res: dict[str, Any], repeats: int) -> None:
+    out = preview.run(new_prefix("v"), 110, repeats=repeats)
+    res["runs"]["preview"] = out
+    if "error" in out:
+        res["failures"].append(f"preview: {out['error'][:800]}")
+    for key in (
+        "preview_20_seconds",
+        "preview_200_seconds",
+        "preview_ratio_200_20",
+        "cli_plan_20_seconds",
+        "cli_plan_200_seconds",
+        "cli_plan_ratio_200_20",
+        "up_20_seconds",
+        "up_200_seconds",
+        "instances_start_seconds",
+    ):
+        if key in out:
+            res["figures"][key if key.startswith(("preview", "cli_plan")) else f"preview_setup_{key}"] = out[
+                key
+            ]
+    if "preview_ratio_200_20" in out:
+        log(
+            f"preview: 20 VMs {out['preview_20_seconds']:.1f}s, 200 VMs {out['preview_200_seconds']:.1f}s, "
+            f"ratio {out['preview_ratio_200_20']:.2f}"
+        )
+
+
+# ------------------------------------------------------------------------------------------ peers
+
+
+def section_peers(res: dict[str, Any]) -> None:
+    figs, pres = res["figures"], res.setdefault("peers", {})
+    pres["module_proxy"] = peers.proxy_facts()
+    ok, text = peers.build_tofu()
+    pres["tofu_build"] = text
+    vs = {n: figs.get(f"up_virtstack_n{n}_seconds") for n in (10, 25)}
+    if ok:
+        pres["tofu_version"] = (
+            subprocess.run([str(peers.BIN / "tofu"), "version"], capture_output=True, text=True)
+            .stdout.strip()
+            .splitlines()[0]
+        )
+        refused = pres["module_proxy"]["terraform-provider-libvirt v0.8.1"]
+        pres["tofu_provider"] = f"terraform-provider-libvirt {peers.BUILT_PROVIDER} (v0.8.1: {refused})"
+        for n in (10, 25):
+            row = peers.run_tofu(new_prefix("t"), n, 200)
+            if "error" in row:  # once more: a shared daemon can fail a run for reasons of its own
+                res["notes"].append(f"tofu N={n}: first attempt failed ({row['error'][:300]}), retried")
+                row = peers.run_tofu(new_prefix("t"), n, 200)
+            pres[f"tofu_n{n}"] = row
+            peers.log_peer("tofu", row)
+            if "error" in row:
+                res["failures"].append(f"tofu N={n}: {row['error'][:600]}")
+            else:
+                figs[f"peer_tofu_n{n}_seconds"] = row["seconds"]
+                figs[f"peer_ratio_tofu_n{n}"] = _ratio(vs[n], row["seconds"])
+            report.write(res)
+    else:
+        res["failures"].append(f"OpenTofu peer not built: {text[-600:]}")
+    ok, text = peers.kcli_install()
+    if ok:
+        pres["kcli_version"] = peers.kcli_version()
+        for n in (10, 25):
+            row = peers.run_kcli(new_prefix("k"), n, 201)
+            if "error" in row:
+                res["notes"].append(f"kcli N={n}: first attempt failed ({row['error'][-300:]}), retried")
+                row = peers.run_kcli(new_prefix("k"), n, 201)
+            if "error" in row:  # kcli's threaded mode failed twice: measure it sequential instead
+                seq = peers.run_kcli(new_prefix("k"), n, 201, threaded=False)
+                pres[f"kcli_sequential_n{n}"] = seq
+                peers.log_peer("kcli (sequential)", seq)
+                if "error" not in seq:
+                    figs[f"peer_kcli_sequential_n{n}_seconds"] = seq["seconds"]
+                    figs[f"peer_ratio_kcli_sequential_n{n}"] = _ratio(vs[n], seq["seconds"])
+            pres[f"kcli_n{n}"] = row
+            peers.log_peer("kcli", row)
+            if "error" in row:
+                res["failures"].append(f"kcli N={n}: {row['error'][:600]}")
+            else:
+                figs[f"peer_kcli_n{n}_seconds"] = row["seconds"]
+                figs[f"peer_ratio_kcli_n{n}"] = _ratio(vs[n], row["seconds"])
+            report.write(res)
+    else:
+        res["failures"].append(f"kcli not installed: {text[-600:]}")
+
+
+# ------------------------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sections", default=",".join(SECTIONS))
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per provisioning size")
+    ap.add_argument("--ready-rounds", type=int, default=2)
+    ap.add_argument("--preview-repeats", type=int, default=3)
+    args = ap.parse_args()
+    wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
+    if not IMAGE.exists():
+        print(f"bench: the guest image {IMAGE} is missing (run `make setup`)", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    res: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine_facts(),
+        "sections": wanted,
+        "figures": {},
+        "runs": {},
+        "notes": [],
+        "failures": [],
+    }
+    report.write(res)
+    for name in wanted:
+        log(f"== {name}")
+        t = time.perf_counter()
+        try:
+            if name == "scale":
+                section_scale(res)
+            elif name == "provisioning":
+                section_provisioning(res, args.rounds)
+            elif name == "ready":
+                section_ready(res, args.ready_rounds)
+            elif name == "preview":
+                section_preview(res, args.preview_repeats)
+            elif name == "peers":
+                section_peers(res)
+            else:
+                res["failures"].append(f"unknown section {name}")
+        except Exception:
+            res["failures"].append(f"section {name} crashed: {traceback.format_exc()[-1500:]}")
+            log(f"section {name} crashed:\n{traceback.format_exc()}")
+        res.setdefault("section_seconds", {})[name] = time.perf_counter() - t
+        report.write(res)
+    res["total_seconds"] = time.perf_counter() - t0
+    report.write(res)
+    print(report.table(res))
+    print(f"\nwrote {HERE / 'RESULTS.md'} and {HERE / 'results.json'} in {res['total_seconds'] / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
