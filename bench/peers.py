@@ -59,6 +59,11 @@ def proxy_facts() -> dict[str, str]:
     }
 
 
+def tofu_version() -> str:
+    out = subprocess.run([str(BIN / "tofu"), "version"], capture_output=True, text=True).stdout
+    return next((line for line in out.splitlines() if line.startswith("OpenTofu")), out.strip()[:200])
+
+
 def build_tofu() -> tuple[bool, str]:
     proc = subprocess.run([str(HERE / "peers/build.sh"), "all"], capture_output=True, text=True, timeout=1500)
     text = (proc.stdout + proc.stderr).strip()

@@ -177,7 +177,8 @@ def section_provisioning(res: dict[str, Any], rounds: int) -> None:
                 for inv in x["left"].values()
                 for names in inv.values()
             )
-            for name in ("engine", "engine-parallel16", "virtstack", "virtstack-before"):
+            names = ("engine", "engine-parallel16", "virtstack", "virtstack-before", "virtstack-parallel16")
+            for name in names:
                 bds = [x["breakdown"] for x in by[name] if x.get("breakdown")]
                 if bds:
                     keys = sorted({k for b in bds for k in b})
@@ -266,11 +267,7 @@ def section_peers(res: dict[str, Any]) -> None:
     pres["tofu_build"] = text
     vs = {n: figs.get(f"up_virtstack_n{n}_seconds") for n in (10, 25)}
     if ok:
-        pres["tofu_version"] = (
-            subprocess.run([str(peers.BIN / "tofu"), "version"], capture_output=True, text=True)
-            .stdout.strip()
-            .splitlines()[0]
-        )
+        pres["tofu_version"] = peers.tofu_version()
         refused = pres["module_proxy"]["terraform-provider-libvirt v0.8.1"]
         pres["tofu_provider"] = f"terraform-provider-libvirt {peers.BUILT_PROVIDER} (v0.8.1: {refused})"
         for n in (10, 25):
