@@ -30,7 +30,7 @@ import types
 import typing
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -348,11 +348,24 @@ def parse_spec(text: str, file: str) -> StackSpec:
     return spec
 
 
+def _read_at_most(handle: BinaryIO, limit: int) -> bytes:
+    """Up to `limit` bytes, in chunks: `read(limit)` would allocate the whole limit (64 MiB) on every
+    load, however small the file."""
+    chunks, size = [], 0
+    while size < limit:
+        chunk = handle.read(min(1 << 20, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def load_spec(path: str | Path, display_name: str | None = None) -> StackSpec:
     file = display_name if display_name is not None else str(path)
     try:
         with open(path, "rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
+            raw = _read_at_most(handle, MAX_FILE_BYTES + 1)
     except OSError as error:
         raise SpecError.single(file, "", f"cannot read the file: {error.strerror or error}") from None
     if len(raw) > MAX_FILE_BYTES:
