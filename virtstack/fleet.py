@@ -161,9 +161,17 @@ def expand_group(group: str, vm: VmSpec) -> list[VmInstance]:
 
 
 def expand_fleet(spec: StackSpec) -> list[VmInstance]:
+    """Every VM instance of the stack, in file order (a new list each call).
+
+    Memoised on the (frozen) spec: loading validates the expanded fleet and placement expands it
+    again, which was a fifth of `virtstack validate` on a 10,000-VM stack."""
+    memo = spec._fleet_memo
+    if memo is not None and memo[0] is spec.vms:
+        return list(memo[1])
     fleet: list[VmInstance] = []
     for group, vm in spec.vms.items():
         fleet.extend(expand_group(group, vm))
+    spec._fleet_memo = (spec.vms, tuple(fleet))
     return fleet
 
 

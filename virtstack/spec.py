@@ -61,6 +61,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    PrivateAttr,
     SecretStr,
     field_validator,
     model_validator,
@@ -786,6 +787,11 @@ class StackSpec(_Model):
     images: dict[Name, ImageSpec] = Field(default_factory=dict)
     vms: dict[Name, VmSpec] = Field(default_factory=dict)
     placement: PlacementSpec = Field(default_factory=PlacementSpec)
+
+    # fleet.expand_fleet's memo, (the vms mapping it expanded, the instances): validation and
+    # placement both expand the fleet.  Keyed on the mapping itself, so a model_copy with new vms
+    # recomputes.
+    _fleet_memo: Any = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod

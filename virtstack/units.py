@@ -28,6 +28,7 @@ Floats (YAML ``1.5``), booleans and negative numbers are rejected.
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -77,6 +78,13 @@ def parse_size(value: object) -> int:
         )
     if not isinstance(value, str):
         raise ValueError(f"must be a size ({_HINT})")
+    return _parse_size_text(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_size_text(value: str) -> int:
+    # Cached: a stack repeats a handful of sizes ("1GiB", "8GiB") on thousands of VMs.  Errors
+    # are raised, hence never cached.
     match = _SIZE_RE.match(value)
     if match is None:
         if value.strip().startswith("-"):

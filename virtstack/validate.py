@@ -105,31 +105,48 @@ def _ip_text(value: int) -> str:
     return str(IPv4Address(value)) if 0 <= value < 2**32 else "…"
 
 
-def _check_address_range(name: str, network: NetworkSpec, base: IPv4Address, count: int) -> str | None:
+@dataclass(frozen=True)
+class _NetworkFacts:
+    """What address checks need of one network, computed once per network, not once per VM."""
+
+    reserved: list[tuple[IPv4Address, str]]  # sorted
+    dhcp: tuple[IPv4Address, IPv4Address] | None
+
+    @classmethod
+    def of(cls, network: NetworkSpec) -> _NetworkFacts:
+        return cls(sorted(reserved_addresses(network).items()), dhcp_range(network))
+
+
+def _check_address_range(
+    name: str, network: NetworkSpec, facts: _NetworkFacts, base: IPv4Address, count: int
+) -> str | None:
     """First problem with the static addresses base .. base+count-1, or None."""
+    # Runs once per VM entry: messages are only formatted once there is a problem.
     cidr = network.cidr
     if cidr is None:
         return f"network {name} has no cidr; set one on the network to use static addresses"
-    where = f"network {name} ({cidr})"
     if base not in cidr:
-        return f"{base} is outside {where}"
+        return f"{base} is outside network {name} ({cidr})"
     first, last = int(base), int(base) + count - 1
-    span = f"addresses {base}{DASH}{_ip_text(last)} (count {count})"
-    reserved = reserved_addresses(network)
-    if base in reserved:
-        return f"{base} is {reserved[base]} of {where}"
+    problem: tuple[str, str] | None = None
+    for address, what in facts.reserved:
+        if address == base:
+            return f"{base} is {what} of network {name} ({cidr})"
     if last >= int(cidr.broadcast_address):
-        return f"with count {count}, addresses {base}{DASH}{_ip_text(last)} run past {where}"
-    for address, what in sorted(reserved.items()):
+        return f"with count {count}, addresses {base}{DASH}{_ip_text(last)} run past network {name} ({cidr})"
+    for address, what in facts.reserved:
         if first <= int(address) <= last:
-            return f"{span} include {address}, {what} of {where}"
-    rng = dhcp_range(network)
-    if rng is not None and first <= int(rng[1]) and int(rng[0]) <= last:
+            problem = ("include", f"{address}, {what} of network {name} ({cidr})")
+            break
+    rng = facts.dhcp
+    if problem is None and rng is not None and first <= int(rng[1]) and int(rng[0]) <= last:
         dhcp = f"the DHCP range of network {name} ({rng[0]}{DASH}{rng[1]})"
         if count == 1:
             return f"{base} is inside {dhcp}"
-        return f"{span} overlap {dhcp}"
-    return None
+        problem = ("overlap", dhcp)
+    if problem is None:
+        return None
+    return f"addresses {base}{DASH}{_ip_text(last)} (count {count}) {problem[0]} {problem[1]}"
 
 
 class _Checker:
@@ -320,6 +337,7 @@ class _Checker:
         # Range checks once per group NIC (not per instance: O(groups)); then
         # uniqueness per instance with one dict per network: O(instances).
         valid: set[tuple[str, int]] = set()
+        facts = {name: _NetworkFacts.of(network) for name, (_, network) in self.networks.items()}
         for group, vm in self.spec.vms.items():
             for i, nic in enumerate(vm.nics):
                 if nic.ip is None or nic.network not in self.networks:
@@ -328,7 +346,8 @@ class _Checker:
                     host = self.spec.hosts.get(vm.host)
                     if host is None or nic.network not in host.networks:
                         continue  # reported as a reference problem
-                problem = _check_address_range(nic.network, self.networks[nic.network][1], nic.ip, vm.count)
+                network = self.networks[nic.network][1]
+                problem = _check_address_range(nic.network, network, facts[nic.network], nic.ip, vm.count)
                 if problem is None:
                     valid.add((group, i))
                 else:
