@@ -21,7 +21,8 @@ from typing import Any
 from bench import baseline, peers, preview, ready, report
 from bench.harness import LOCAL_URI, log, machine_facts, new_prefix
 from bench.specs import IMAGE, PROJECT_ROOT, fleet_spec
-from bench.variants import Outcome, cli_available, run_floor, run_pulumi
+from bench.variants import TRACE_DIR, Outcome, cli_available, run_floor, run_pulumi
+from virtstack.ops.project import ENGINE_PARALLEL
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("scale", "provisioning", "ready", "preview", "peers")
@@ -116,22 +117,33 @@ def section_provisioning(res: dict[str, Any], rounds: int) -> None:
     )
     before_root, before_notes = baseline.make_baseline()
     res["notes"].append("before = this tree with " + ", ".join(before_notes))
+    trace_path = str(TRACE_DIR)
+    # `virtstack`: the CLI's own defaults (PULUMI_PARALLEL unset: virtstack sets 16). `engine`: what
+    # the CLI's apply step runs, alone, at the same parallelism. `virtstack-before`: the copy with the
+    # optimisation turned back (baseline.py), its CLI too.
     variants = [
-        ("virtstack", lambda p, s, n: run_pulumi("virtstack", p, s, n, use_cli=use_cli)),
+        (
+            "virtstack",
+            lambda p, s, n: run_pulumi("virtstack", p, s, n, use_cli=use_cli, env={"PULUMI_PARALLEL": ""}),
+        ),
         (
             "virtstack-before",
-            lambda p, s, n: run_pulumi("virtstack-before", p, s, n, project=before_root, use_cli=use_cli),
-        ),
-        ("engine", lambda p, s, n: run_pulumi("engine", p, s, n)),
-        (
-            "virtstack-parallel16",
             lambda p, s, n: run_pulumi(
-                "virtstack-parallel16", p, s, n, use_cli=use_cli, env={"PULUMI_PARALLEL": "16"}
+                "virtstack-before",
+                p,
+                s,
+                n,
+                project=before_root,
+                use_cli=use_cli,
+                env={
+                    "PULUMI_PARALLEL": baseline.ENGINE_PARALLEL_BEFORE,
+                    "PYTHONPATH": f"{trace_path}:{baseline.pythonpath(before_root)}",
+                },
             ),
         ),
         (
-            "engine-parallel16",
-            lambda p, s, n: run_pulumi("engine-parallel16", p, s, n, env={"PULUMI_PARALLEL": "16"}),
+            "engine",
+            lambda p, s, n: run_pulumi("engine", p, s, n, env={"PULUMI_PARALLEL": str(ENGINE_PARALLEL)}),
         ),
         ("floor", lambda p, s, n: run_floor(p, s, n)),
     ]
@@ -161,10 +173,6 @@ def section_provisioning(res: dict[str, Any], rounds: int) -> None:
             figs[f"up_virtstack_n{n}_seconds"] = med["virtstack"]
             figs[f"up_virtstack_before_n{n}_seconds"] = med["virtstack-before"]
             figs[f"up_engine_n{n}_seconds"] = med["engine"]
-            figs[f"up_virtstack_parallel16_n{n}_seconds"] = med["virtstack-parallel16"]
-            figs[f"up_floor_ratio_parallel16_n{n}"] = _ratio(med["virtstack-parallel16"], med["floor"])
-            figs[f"up_engine_parallel16_n{n}_seconds"] = med["engine-parallel16"]
-            figs[f"up_engine_parallel16_floor_ratio_n{n}"] = _ratio(med["engine-parallel16"], med["floor"])
             figs[f"up_floor_n{n}_seconds"] = med["floor"]
             figs[f"up_floor_ratio_n{n}"] = _ratio(med["virtstack"], med["floor"])
             figs[f"up_floor_ratio_before_n{n}"] = _ratio(med["virtstack-before"], med["floor"])
@@ -177,7 +185,7 @@ def section_provisioning(res: dict[str, Any], rounds: int) -> None:
                 for inv in x["left"].values()
                 for names in inv.values()
             )
-            names = ("engine", "engine-parallel16", "virtstack", "virtstack-before", "virtstack-parallel16")
+            names = ("engine", "virtstack", "virtstack-before")
             for name in names:
                 bds = [x["breakdown"] for x in by[name] if x.get("breakdown")]
                 if bds:

@@ -1,12 +1,11 @@
 """The ways a fleet is brought up in the provisioning benchmark, each timed the same way.
 
-- `virtstack`: the `virtstack up --yes` command (refreshing preview + plan, then `up --plan`).
-- `engine`: `pulumi up --yes --skip-preview` on the project (what the CLI's apply step runs), with
-  the bench trace hook on, for the breakdown.
+- `virtstack`: the `virtstack up --yes` command (refreshing preview + plan, then `up --plan`), with
+  its own defaults (PULUMI_PARALLEL unset).
+- `engine`: `pulumi up --yes --skip-preview` on the project (what the CLI's apply step runs), at the
+  CLI's parallelism, with the bench trace hook on, for the breakdown.
 - `virtstack-before`: `virtstack` on a copy of the project with the provisioning optimisation
   turned back (see baseline.py).
-- `virtstack-parallel16`, `engine-parallel16`: `virtstack` and `engine` with PULUMI_PARALLEL=16 (the
-  engine's own default is 4 x GOMAXPROCS, 8 on this 2-core machine): what the engine's cap costs.
 - `floor`: the hand-written libvirt-python script (floor.py).
 """
 

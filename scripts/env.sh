@@ -16,6 +16,10 @@ export PULUMI_HOME=${PULUMI_HOME:-$VIRTSTACK_ROOT/.virtstack/pulumi-home}
 export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$VIRTSTACK_ROOT/.virtstack/state}
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+# Resource operations in flight: the provider runs 16 at once (3 libvirt connections per host, 5
+# requests each by libvirtd's default); the engine's own default is 4 x cores (8 here), measured
+# slower for 25 VMs (bench/RESULTS.md).  Keep in step with virtstack.ops.project.ENGINE_PARALLEL.
+export PULUMI_PARALLEL=${PULUMI_PARALLEL:-16}
 export PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=${PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK:-false}
 # The documented LOCAL DEVELOPMENT passphrase for stacks on this machine's file backend. Anyone using
 # real secrets sets their own PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE).

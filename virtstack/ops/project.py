@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from virtstack.errors import VirtstackError
+from virtstack.provider import PROVIDER_THREADS
 
 __all__ = [
     "LOCAL_DEV_PASSPHRASE",
@@ -122,6 +123,12 @@ def toolchain_bin(environ: Mapping[str, str]) -> Path:
     return Path(cache) / "toolchain" / f"pulumi-{version}" / "bin"
 
 
+# Resource operations the engine runs at once: as many as the provider does (PROVIDER_THREADS), which
+# libvirtd can serve on its connections per host.  The engine's default is 4 x cores (8 on two cores);
+# `make bench` measured 16 faster for 25 VMs.
+ENGINE_PARALLEL = PROVIDER_THREADS
+
+
 def engine_env(project: Project, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Variables to add to the environment of every engine run (see scripts/env.sh).
 
@@ -136,6 +143,7 @@ def engine_env(project: Project, environ: Mapping[str, str] | None = None) -> di
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "false",
+        "PULUMI_PARALLEL": str(ENGINE_PARALLEL),
     }
     env = {key: value for key, value in defaults.items() if not environ.get(key)}
     if not environ.get("PULUMI_CONFIG_PASSPHRASE") and not environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):

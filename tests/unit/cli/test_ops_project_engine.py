@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from clifakes import make_project
+from clifakes import load_events, make_project
 from pulumi.automation import events
 
 from virtstack.errors import VirtstackError
-from virtstack.ops.engine import Engine, engine_error_message
+from virtstack.ops.engine import Engine, engine_error_message, stack_outputs_of
 from virtstack.ops.project import LOCAL_DEV_PASSPHRASE, default_stack, engine_env, find_project
 
 
@@ -141,3 +141,42 @@ def test_engine_error_without_diagnostics_uses_the_end_of_stderr() -> None:
     assert engine_error_message("up", "dev", [], "a\nb\n\nerror: the stack is on fire\n") == (
         "up of stack dev failed:\n  a\n  b\n  error: the stack is on fire"
     )
+
+
+def test_engine_env_runs_as_many_operations_as_the_provider_serves(tmp_path: Path) -> None:
+    from virtstack.provider import PROVIDER_THREADS
+
+    env = engine_env(make_project(tmp_path), {"PATH": "/usr/bin"})
+    assert env["PULUMI_PARALLEL"] == str(PROVIDER_THREADS) == "16"
+    assert "PULUMI_PARALLEL" not in engine_env(
+        make_project(tmp_path), {"PATH": "/usr/bin", "PULUMI_PARALLEL": "4"}
+    )
+
+
+def test_up_outputs_come_from_the_stacks_outputs_event() -> None:
+    seen = load_events("up-create")
+    outputs = stack_outputs_of(seen)
+    assert outputs["placement"] == {"rec-vm": "local"}
+    assert outputs["vms"]["rec-vm"]["ips"] == ["10.152.77.10"]
+    assert stack_outputs_of([e for e in seen if e.res_outputs_event is None]) == {}
+
+
+def test_apply_skips_the_automation_apis_follow_up_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulumi import automation as auto
+
+    from virtstack.ops.engine import _Stack
+
+    calls: list[str] = []
+
+    def fake_up(self: auto.Stack, **kwargs: object) -> None:
+        calls.append("up")
+        assert self.outputs() == {}  # what Stack.up calls after the engine: now free
+        assert self.info().result == "not read"
+
+    monkeypatch.setattr(auto.Stack, "up", fake_up)
+    handle = _Stack.__new__(_Stack)  # no workspace: only apply() is under test
+    handle.apply(refresh=True)
+    assert calls == ["up"]
+    # The real methods are back for everyone else.
+    assert "outputs" not in vars(handle) and "info" not in vars(handle)
+    assert _Stack.outputs is auto.Stack.outputs
