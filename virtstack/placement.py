@@ -4,7 +4,7 @@ Public API:
     place(fleet, hosts, strategy, previous=None, *, file="<stack>") -> Placement
         Raises SpecError listing every VM that cannot be placed and every host
         that pinned VMs overfill.
-    plan(spec, file, previous=None, fleet=None) -> FleetPlan
+    plan(spec, file, previous=None) -> FleetPlan
         expand_fleet + place + MAC checks per L2 segment (validate.check_macs).
     Placement(assignments: dict[vm, host], usage: dict[host, HostUsage])
     HostUsage(host, vcpus, memory_bytes, disk_bytes, capacity..., vms)
@@ -345,15 +345,12 @@ def plan(
     spec: StackSpec,
     file: str,
     previous: Mapping[str, str] | None = None,
-    fleet: list[VmInstance] | None = None,
 ) -> FleetPlan:
     """Expand, place and check MACs per L2 segment; raises SpecError.
 
-    ``spec`` should come from loader.load_spec (already cross-validated);
-    ``fleet`` is expand_fleet(spec), computed when not given.
+    ``spec`` should come from loader.load_spec (already cross-validated).
     """
-    if fleet is None:
-        fleet = expand_fleet(spec)
+    fleet = expand_fleet(spec)
     placement = place(fleet, spec.hosts, spec.placement.strategy, previous, file=file)
     issues = check_macs(fleet, placement.assignments, spec.hosts, file)
     if issues:

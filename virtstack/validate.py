@@ -1,10 +1,9 @@
 """Whole-fleet cross validation: everything pydantic cannot see in one model.
 
 Public API:
-    validate_spec(spec, file, fleet=None) -> list[SpecIssue]
+    validate_spec(spec, file) -> list[SpecIssue]
         All cross-reference and addressing problems, in a deterministic order
-        (hosts, then VMs in file order, then address clashes).  ``fleet`` is
-        expand_fleet(spec), computed when not given.
+        (hosts, then VMs in file order, then address clashes).
     check_macs(fleet, assignments, hosts, file) -> list[SpecIssue]
         MAC clashes per L2 segment; needs placement (see below).
     dhcp_range(network: NetworkSpec) -> tuple[IPv4Address, IPv4Address] | None
@@ -395,10 +394,10 @@ class _Clash:
     more: int = 0
 
 
-def validate_spec(spec: StackSpec, file: str, fleet: list[VmInstance] | None = None) -> list[SpecIssue]:
+def validate_spec(spec: StackSpec, file: str) -> list[SpecIssue]:
     checker = _Checker(spec, file)
     checker.check_hosts()
-    checker.check_vms(expand_fleet(spec) if fleet is None else fleet)
+    checker.check_vms(expand_fleet(spec))  # memoised: placement reuses the expansion
     return checker.issues
 
 

@@ -355,9 +355,15 @@ class Engine:
         self,
         operation: str,
         stack: str,
-        call: Callable[[OnEvent, Callable[[str], None]], Any],
+        method: str,
         on_event: OnEvent | None,
-    ) -> tuple[Any, list[events.EngineEvent]]:
+        *,
+        create: bool = False,
+        **kwargs: Any,
+    ) -> list[events.EngineEvent]:
+        """Run the stack handle's `method` (an Automation API operation, or _Stack.apply) with the
+        engine's events collected; returns them.  `create`: open the stack, creating it if needed."""
+        handle = self._stack(stack, create=create)
         seen: list[events.EngineEvent] = []
         output: list[str] = []
         lock = threading.Lock()
@@ -378,7 +384,7 @@ class Engine:
             # stale before it is shown, and applying it would fail on the lock anyway.
             raise self._locked(stack, held)
         try:
-            result = call(collect, keep)
+            getattr(handle, method)(**kwargs, **_quiet(collect, keep))
         except ConcurrentUpdateError:
             raise self._locked(stack, stack_locks(self._backend_url(), stack)) from None
         except StackNotFoundError:
@@ -387,7 +393,7 @@ class Engine:
             message = engine_error_message(operation, stack, seen, str(err))
             log = self._log(operation, stack, output, str(err))
             raise EngineError(message, str(log)) from None
-        return result, seen
+        return seen
 
     def _backend_url(self) -> str | None:
         return self.env.get("PULUMI_BACKEND_URL") or self.environ.get("PULUMI_BACKEND_URL")
@@ -430,18 +436,8 @@ class Engine:
         plan_file: Path | None = None,
         on_event: OnEvent | None = None,
     ) -> list[events.EngineEvent]:
-        handle = self._stack(stack, create=True)
-        _, seen = self._run(
-            "preview",
-            stack,
-            lambda collect, keep: handle.preview(
-                refresh=refresh,
-                plan=str(plan_file) if plan_file else None,
-                **_quiet(collect, keep),
-            ),
-            on_event,
-        )
-        return seen
+        plan = str(plan_file) if plan_file else None
+        return self._run("preview", stack, "preview", on_event, create=True, refresh=refresh, plan=plan)
 
     def up(
         self,
@@ -451,40 +447,18 @@ class Engine:
         refresh: bool = True,
         on_event: OnEvent | None = None,
     ) -> dict[str, Any]:
-        handle = self._stack(stack, create=True)
-        _, seen = self._run(
-            "up",
-            stack,
-            lambda collect, keep: handle.apply(
-                refresh=refresh,
-                plan=str(plan_file) if plan_file else None,
-                **_quiet(collect, keep),
-            ),
-            on_event,
-        )
+        plan = str(plan_file) if plan_file else None
+        seen = self._run("up", stack, "apply", on_event, create=True, refresh=refresh, plan=plan)
         return stack_outputs_of(seen)
 
     def preview_refresh(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]:
-        return self._events_of("refresh preview", stack, "preview_refresh", on_event)
+        return self._run("refresh preview", stack, "preview_refresh", on_event)
 
     def preview_destroy(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]:
-        return self._events_of("destroy preview", stack, "preview_destroy", on_event)
+        return self._run("destroy preview", stack, "preview_destroy", on_event)
 
     def destroy(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]:
-        return self._events_of("destroy", stack, "destroy", on_event)
-
-    def _events_of(
-        self, operation: str, stack: str, method: str, on_event: OnEvent | None
-    ) -> list[events.EngineEvent]:
-        """Run an Automation API operation of an existing stack whose only result is its events."""
-        handle = self._stack(stack, create=False)
-        _, seen = self._run(
-            operation,
-            stack,
-            lambda collect, keep: getattr(handle, method)(**_quiet(collect, keep)),
-            on_event,
-        )
-        return seen
+        return self._run("destroy", stack, "destroy", on_event)
 
     def outputs(self, stack: str) -> dict[str, Any]:
         handle = self._stack(stack, create=False)
