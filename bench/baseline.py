@@ -38,7 +38,12 @@ BEFORE = [
         "CONNECTIONS_PER_HOST = 1",
     ),
     ("virtstack/ops/project.py", "ENGINE_PARALLEL = 8", r"^ENGINE_PARALLEL = .+$", "ENGINE_PARALLEL = 8"),
-    ("virtstack/ops/engine.py", "apply through Stack.up()", r"handle\.apply\(", "handle.up("),
+    (
+        "virtstack/ops/engine.py",
+        "apply through Stack.up()",
+        r'self\._run\("up", stack, "apply",',
+        'self._run("up", stack, "up",',
+    ),
 ]
 ENGINE_PARALLEL_BEFORE = "8"
 

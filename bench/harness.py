@@ -129,6 +129,21 @@ class PulumiStack:
             )
         return proc
 
+    def virtstack_up(self, timeout: float = 1200) -> None:
+        """`virtstack up --yes` on this stack (the CLI reads the stack's config from the project, so
+        callers copy `config_file` there first); raises with the output's end when it fails."""
+        proc = subprocess.run(
+            [str(PROJECT_ROOT / ".venv/bin/virtstack"), "up", "--yes", "--stack", self.stack],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if proc.returncode != 0:
+            output = (proc.stdout + proc.stderr)[-3000:]
+            raise RuntimeError(f"virtstack up exited {proc.returncode}: {output}")
+
     def timed(
         self, *args: str, check: bool = True, timeout: float = 1200
     ) -> tuple[float, float, list[dict[str, Any]], subprocess.CompletedProcess[str]]:

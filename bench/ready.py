@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -51,18 +50,7 @@ def ready_virtstack(prefix: str, subnet: int, use_cli: bool) -> dict[str, Any]:
             shutil.copy(stack.config_file, root_config)
         t0 = time.perf_counter()
         if use_cli:
-            proc = subprocess.run(
-                [str(PROJECT_ROOT / ".venv/bin/virtstack"), "up", "--yes", "--stack", prefix],
-                cwd=PROJECT_ROOT,
-                env=stack.env,
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
-            if proc.returncode != 0:
-                raise RuntimeError(
-                    f"virtstack up exited {proc.returncode}: {(proc.stdout + proc.stderr)[-2000:]}"
-                )
+            stack.virtstack_up(timeout=900)
         else:
             stack.pulumi("up", "--yes", "--skip-preview")
         up_seconds = time.perf_counter() - t0

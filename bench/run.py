@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +269,20 @@ def section_preview(res: dict[str, Any], repeats: int) -> None:
 # ------------------------------------------------------------------------------------------ peers
 
 
+def _twice(
+    res: dict[str, Any], label: str, run: Callable[..., dict[str, Any]], tag: str, n: int, subnet: int
+) -> dict[str, Any]:
+    """`run(prefix, n, subnet)` for a peer, once more (with a new prefix) if it failed: a shared
+    daemon can fail a run for reasons of its own."""
+    row = run(new_prefix(tag), n, subnet)
+    if "error" in row:
+        error = row["error"]
+        excerpt = error if len(error) <= 300 else f"{error[:150]} … {error[-150:]}"
+        res["notes"].append(f"{label}: first attempt failed ({excerpt}), retried")
+        row = run(new_prefix(tag), n, subnet)
+    return row
+
+
 def section_peers(res: dict[str, Any]) -> None:
     figs, pres = res["figures"], res.setdefault("peers", {})
     pres["module_proxy"] = peers.proxy_facts()
@@ -279,10 +294,7 @@ def section_peers(res: dict[str, Any]) -> None:
         refused = pres["module_proxy"]["terraform-provider-libvirt v0.8.1"]
         pres["tofu_provider"] = f"terraform-provider-libvirt {peers.BUILT_PROVIDER} (v0.8.1: {refused})"
         for n in (10, 25):
-            row = peers.run_tofu(new_prefix("t"), n, 200)
-            if "error" in row:  # once more: a shared daemon can fail a run for reasons of its own
-                res["notes"].append(f"tofu N={n}: first attempt failed ({row['error'][:300]}), retried")
-                row = peers.run_tofu(new_prefix("t"), n, 200)
+            row = _twice(res, f"tofu N={n}", peers.run_tofu, "t", n, 200)
             pres[f"tofu_n{n}"] = row
             peers.log_peer("tofu", row)
             if "error" in row:
@@ -297,10 +309,7 @@ def section_peers(res: dict[str, Any]) -> None:
     if ok:
         pres["kcli_version"] = peers.kcli_version()
         for n in (10, 25):
-            row = peers.run_kcli(new_prefix("k"), n, 201)
-            if "error" in row:
-                res["notes"].append(f"kcli N={n}: first attempt failed ({row['error'][-300:]}), retried")
-                row = peers.run_kcli(new_prefix("k"), n, 201)
+            row = _twice(res, f"kcli N={n}", peers.run_kcli, "k", n, 201)
             if "error" in row:  # kcli's threaded mode failed twice: measure it sequential instead
                 seq = peers.run_kcli(new_prefix("k"), n, 201, threaded=False)
                 pres[f"kcli_sequential_n{n}"] = seq

@@ -153,18 +153,7 @@ def run_pulumi(
         start = time.time()
         t0 = time.perf_counter()
         if use_cli:
-            proc = subprocess.run(
-                [str(PROJECT_ROOT / ".venv/bin/virtstack"), "up", "--yes", "--stack", prefix],
-                cwd=project,
-                env=stack.env,
-                capture_output=True,
-                text=True,
-                timeout=1200,
-            )
-            if proc.returncode != 0:
-                raise RuntimeError(
-                    f"virtstack up exited {proc.returncode}: {(proc.stdout + proc.stderr)[-3000:]}"
-                )
+            stack.virtstack_up()
         else:
             stack.pulumi("up", "--yes", "--skip-preview")
         seconds = time.perf_counter() - t0

@@ -20,7 +20,7 @@ own constructor, so the data is the same as `yaml.safe_load` gives.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -130,12 +130,15 @@ class _Builder:
         self.active.add(key)
         result = self.mapping(node) if type(node) is yaml.MappingNode else self.sequence(node)
         self.active.discard(key)
-        if result[1] > MAX_NODES:
-            raise SpecError.single(
-                self.file, "", f"the document expands to more than {MAX_NODES:,} values (through aliases)"
-            )
+        if result[1] > MAX_NODES:  # compared here, not in a call: this runs for every collection
+            self.too_large()
         self.done[key] = result
         return result
+
+    def too_large(self) -> NoReturn:
+        raise SpecError.single(
+            self.file, "", f"the document expands to more than {MAX_NODES:,} values (through aliases)"
+        )
 
     def scalar(self, node: yaml.ScalarNode) -> Any:
         tag, value = node.tag, node.value
@@ -219,21 +222,17 @@ class _Builder:
 
         Checking walks the subtree with this builder, which also measures it; its own values are
         dropped, since PyYAML's constructor gives merge keys and tags their meaning."""
-        size = 1
-        children = (
-            [part for pair in node.value for part in pair]
-            if type(node) is yaml.MappingNode
-            else list(node.value)
-        )
         if type(node) is yaml.MappingNode:
             self.duplicate_keys(node)
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = node.value
+        size = 1
         for child in children:
             # Scalars need no check (and a merge key "<<" has no value of its own).
             size += 1 if type(child) is yaml.ScalarNode else self.build(child)[1]
-        if size > MAX_NODES:
-            raise SpecError.single(
-                self.file, "", f"the document expands to more than {MAX_NODES:,} values (through aliases)"
-            )
+        if size > MAX_NODES:  # before PyYAML constructs anything of it
+            self.too_large()
         return self.pyyaml(node), size
 
     def pyyaml(self, node: yaml.Node) -> Any:
