@@ -25,6 +25,7 @@ from virtstack.ops.project import Project, default_stack, find_project
 
 __all__ = [
     "Services",
+    "data_loss_options",
     "echo_err",
     "format_option",
     "make_runner",
@@ -32,6 +33,7 @@ __all__ = [
     "services",
     "stack_name",
     "stack_option",
+    "trash_note",
     "write_output",
 ]
 
@@ -161,3 +163,50 @@ def make_runner(ctx: click.Context, stack: str, action: str) -> Callable[[Callab
         return run_interruptible(work, engine, on_interrupt, message)
 
     return run
+
+
+def data_loss_options(func: F) -> F:
+    """--allow-data-loss and --no-trash, shared by `up` and `destroy`."""
+
+    def no_trash_callback(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        if value:
+            from virtstack.provider.trash import NO_TRASH_ENV
+
+            # The provider runs in the engine's process tree: it reads this from its environment.
+            env = services(ctx).environ
+            if isinstance(env, dict):
+                env[NO_TRASH_ENV] = "1"
+        return value
+
+    func = click.option(
+        "--no-trash",
+        is_flag=True,
+        expose_value=True,
+        callback=no_trash_callback,
+        help="Delete disks for good instead of keeping them in the trash for the stack's trash_days.",
+    )(func)
+    return click.option(
+        "--allow-data-loss",
+        is_flag=True,
+        help="Apply even when the plan deletes or recreates disks that hold data.",
+    )(func)
+
+
+def trash_note(plan: Any, ctx: click.Context, stack: str, no_trash: bool) -> str | None:
+    """One line under a plan that destroys disks: where they go."""
+    if not plan.destroyed_disks:
+        return None
+    if no_trash:
+        return "Disks this plan deletes are deleted for good (--no-trash)."
+    days = "trash_days"
+    try:
+        from virtstack.loader import load_spec
+
+        spec_file = services(ctx).project().spec_file(stack)
+        days = str(load_spec(spec_file.path, display_name=spec_file.display).trash_days)
+    except Exception:  # the plan is already shown; the note only lacks the figure
+        pass
+    return (
+        f"Disks this plan deletes are kept in their pool's trash for {days} days "
+        f"(`virtstack trash list -s {stack}`; --no-trash deletes them for good)."
+    )
