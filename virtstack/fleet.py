@@ -173,7 +173,8 @@ def expand_fleet(spec: StackSpec, deployed: Collection[str] = ()) -> list[VmInst
 
     Memoised on the (frozen) spec: loading validates the expanded fleet and placement expands it
     again, which was a fifth of `virtstack validate` on a 10,000-VM stack."""
-    key = frozenset(deployed)
+    # A deployed `<group>-1` that is itself a group of the file is that group's VM, not a legacy name.
+    key = frozenset(deployed) - frozenset(spec.vms)
     memo = spec._fleet_memo
     if memo is not None and memo[0] is spec.vms and memo[1] == key:
         return list(memo[2])

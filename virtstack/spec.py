@@ -496,7 +496,7 @@ class PoolSpec(_Model):
     @model_validator(mode="after")
     def _check_path(self) -> PoolSpec:
         if self.path is None and not self.external:
-            raise issues_error([(("path",), "Field required (only an external pool may leave it out)")])
+            raise issues_error([(("path",), "required (only an external pool may leave it out)")])
         return self
 
 

@@ -58,6 +58,10 @@ class Services:
     stdin_is_tty: Callable[[], bool] = _stdin_is_tty
     now: Callable[[], datetime] = datetime.now
     clock: Callable[[], float] = time.monotonic  # elapsed times in progress lines
+    # How `up` checks each VM in libvirt after applying (virtstack.ops.verify.verify_vms).
+    verify_vms: Callable[..., list[Any]] | None = None
+    # How commands open a host's libvirt connection (the trash; `up` purging expired disks).
+    open_libvirt: Callable[[str], Any] | None = None
     _project: Project | None = None
     _engine: EngineApi | None = None
 
@@ -72,6 +76,20 @@ class Services:
             factory = self.engine_factory or (lambda project, env: Engine(project, env))
             self._engine = factory(self.project(), self.environ)
         return self._engine
+
+    def check_vms(self, outputs: Mapping[str, Any], **kwargs: Any) -> list[Any]:
+        if self.verify_vms is not None:
+            return self.verify_vms(outputs, **kwargs)
+        from virtstack.ops.verify import verify_vms
+
+        return verify_vms(outputs, **kwargs)
+
+    def libvirt_opener(self) -> Callable[[str], Any]:
+        if self.open_libvirt is not None:
+            return self.open_libvirt
+        import libvirt
+
+        return libvirt.open
 
     def log_dir(self) -> Path:
         try:

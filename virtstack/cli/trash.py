@@ -29,7 +29,9 @@ def list_command(ctx: click.Context, stack: str | None) -> None:
     """The stack's trashed disks: host, pool, disk, VM, when it was deleted, size, when it expires."""
     name = stack_name(ctx, stack)
     spec = _spec(ctx, name)
-    found = trash_ops.find_trash(spec, trash_ops.owner_of(services(ctx).project().root, name))
+    found = trash_ops.find_trash(
+        spec, trash_ops.owner_of(services(ctx).project().root, name), services(ctx).libvirt_opener()
+    )
     if not found:
         click.echo(f"The trash of stack {name} is empty.")
         return
@@ -52,7 +54,8 @@ def restore_command(ctx: click.Context, stack: str | None, disk: str) -> None:
     original name; the next `up` of a stack that has that disk adopts it with its data."""
     name = stack_name(ctx, stack)
     spec = _spec(ctx, name)
-    restored = trash_ops.restore_disk(spec, trash_ops.owner_of(services(ctx).project().root, name), disk)
+    owner = trash_ops.owner_of(services(ctx).project().root, name)
+    restored = trash_ops.restore_disk(spec, owner, disk, services(ctx).libvirt_opener())
     click.echo(f"Restored {restored}.")
 
 
@@ -68,7 +71,8 @@ def empty_command(ctx: click.Context, stack: str | None, yes: bool) -> None:
         click.echo("Nothing was deleted.")
         return
     spec = _spec(ctx, name)
-    purged = trash_ops.empty_trash(spec, trash_ops.owner_of(services(ctx).project().root, name))
+    owner = trash_ops.owner_of(services(ctx).project().root, name)
+    purged = trash_ops.empty_trash(spec, owner, services(ctx).libvirt_opener())
     click.echo(f"Deleted {len(purged)} trashed disk(s) of stack {name}.")
 
 

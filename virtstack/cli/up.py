@@ -23,7 +23,6 @@ from virtstack.ops.classify import Plan
 from virtstack.ops.errors import Refused
 from virtstack.ops.progress import Progress
 from virtstack.ops.render import render_plan
-from virtstack.ops.verify import verify_vms
 from virtstack.units import format_size
 
 
@@ -113,7 +112,7 @@ def up_command(
         click.echo("Nothing to do.")
         outputs = engine.outputs(name) if wait == "ready" else {}
     if outputs:
-        _check_vms(name, outputs, wait == "ready", timeout)
+        _check_vms(ctx, name, outputs, wait == "ready", timeout)
         lines = vm_lines(outputs)
         if lines:
             click.echo(f"VMs of stack {name}:")
@@ -122,10 +121,10 @@ def up_command(
         _purge_expired_trash(ctx, name)
 
 
-def _check_vms(stack: str, outputs: dict[str, Any], ready: bool, timeout: float) -> None:
+def _check_vms(ctx: click.Context, stack: str, outputs: dict[str, Any], ready: bool, timeout: float) -> None:
     if ready:
         click.echo(f"Waiting for the guest agent of each VM (up to {timeout:.0f} s)…")
-    problems = verify_vms(outputs, wait_ready=ready, timeout=timeout)
+    problems = services(ctx).check_vms(outputs, wait_ready=ready, timeout=timeout)
     if problems:
         lines = "\n".join(f"  {p}" for p in problems)
         raise Refused(f"stack {stack} is applied, but {len(problems)} VM(s) are not as asked:\n{lines}")
@@ -141,7 +140,7 @@ def _purge_expired_trash(ctx: click.Context, stack: str) -> None:
         spec_file = svc.project().spec_file(stack)
         spec = load_spec(spec_file.path, display_name=spec_file.display)
         owner = trash_ops.owner_of(svc.project().root, stack)
-        purged = trash_ops.purge_expired(spec, owner, svc.now().astimezone())
+        purged = trash_ops.purge_expired(spec, owner, svc.now().astimezone(), svc.libvirt_opener())
     except Exception as err:  # the apply is done; a purge that fails is retried by the next up
         click.echo(f"(trash not purged: {err})")
         return

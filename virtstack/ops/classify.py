@@ -435,6 +435,12 @@ def _domain_change(
     return None  # only values that turn out unchanged (a grown disk keeps its key): no domain change
 
 
+def _protect_changed(step: events.StepEventMetadata) -> bool:
+    if step.old is None or step.new is None:
+        return False
+    return bool(step.old.protect) != bool(step.new.protect)
+
+
 def classify(steps: Iterable[events.StepEventMetadata]) -> Plan:
     steps = list(steps)
     hosts_of = vm_hosts(steps)
@@ -445,6 +451,8 @@ def classify(steps: Iterable[events.StepEventMetadata]) -> Plan:
         if not is_virtstack_resource(step):
             continue
         op = step.op.value if isinstance(step.op, Enum) else str(step.op)
+        if op == "same" and _protect_changed(step):
+            op = "protect"  # only the engine's record changes: `protect: true` set or removed
         if op in _IGNORED_OPS:
             continue
         if op in _REPLACE_OPS:
@@ -484,6 +492,10 @@ def classify(steps: Iterable[events.StepEventMetadata]) -> Plan:
             if info.kind == "domain":
                 details = ("the VM is recreated, its disks are kept", *details)
             change = Change(info, action, keys, details)
+        elif op == "protect":
+            after = bool(step.new is not None and step.new.protect)
+            words = "protect on (nothing can delete it)" if after else "protect off (it can be deleted again)"
+            change = Change(info, Action.UPDATE, ("protect",), (words,))
         elif op == "update":
             if info.kind == "domain":
                 change = _domain_change(info, step, new_volumes)

@@ -108,10 +108,14 @@ def verify_vms(
                 if name in problems:
                     continue
                 host = str(vm.get("host") or "?")
-                try:
-                    conn = connections.get(vm["uri"]) or connections.setdefault(
-                        vm["uri"], open_uri(vm["uri"])
+                uri = vm.get("uri")
+                if not isinstance(uri, str) or not uri:
+                    problems[name] = VmProblem(
+                        name, host, "the stack's outputs do not say which host it is on"
                     )
+                    continue
+                try:
+                    conn = connections.get(uri) or connections.setdefault(uri, open_uri(uri))
                     dom = conn.lookupByName(str(vm.get("domain") or name))
                     state, reason = dom.state()
                 except libvirt.libvirtError as err:

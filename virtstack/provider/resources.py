@@ -236,14 +236,16 @@ def _external_network_problem(net: libvirt.virNetwork | None, props: dict[str, A
     return None
 
 
-def _other_users_of_network(conn: libvirt.virConnect, network: str, owner: contract.Owner | None) -> list[str]:
+def _other_users_of_network(
+    conn: libvirt.virConnect, network: str, owner: contract.Owner | None
+) -> list[str]:
     """Domains not of `owner` with a NIC on `network` (stacks that use it as `external`, or people)."""
     users = []
     for dom in conn.listAllDomains(0):
         doc = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-        if any(nic["network"] == network for nic in xml.parse_domain(doc)["nics"]):
-            if not owns(ownership.owner_from_xml(doc), owner):
-                users.append(dom.name())
+        uses = any(nic["network"] == network for nic in xml.parse_domain(doc)["nics"])
+        if uses and not owns(ownership.owner_from_xml(doc), owner):
+            users.append(dom.name())
     return sorted(users)
 
 
