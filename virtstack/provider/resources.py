@@ -395,8 +395,10 @@ def _mismatch(vol: libvirt.virStorageVol, props: dict[str, Any]) -> str | None:
     if doc["format"] != wanted_format:
         differences.append(f"format {doc['format']}, not {wanted_format}")
     backing = props.get("backing_path") or None
+    known = backing is None or isinstance(backing, str)  # at preview, a base not created yet is unknown
     # A root disk restored from the trash is flattened (no backing file): it is the VM's disk all the same.
-    if doc["backing_path"] != backing and not (props.get("role") == "root" and doc["backing_path"] is None):
+    restored_root = props.get("role") == "root" and doc["backing_path"] is None
+    if known and doc["backing_path"] != backing and not restored_root:
         differences.append(f"backing file {doc['backing_path'] or 'none'}, not {backing or 'none'}")
     return ", ".join(differences) or None
 
