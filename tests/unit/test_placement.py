@@ -607,3 +607,12 @@ def test_ten_thousand_vms_on_five_hundred_hosts() -> None:
     # The goal is well under 1 s on a developer machine; the bound leaves
     # room for slow CI runners while still catching an accidental O(n^2).
     assert done - start < 4.0
+
+
+def test_a_group_named_like_a_legacy_instance_is_not_taken_for_one() -> None:
+    """Regression: a deployed group literally named `web-1` made a new group `web` name its first VM
+    `web-1` as well (two VMs of one name)."""
+    shape = {"image": "img", "vcpus": 1, "memory": "1GiB", "disk": "1GiB", "nics": [{"network": "lab"}]}
+    spec = _stack({"web-1": dict(shape), "web": dict(shape)})
+    placed = plan(spec, F, previous={"web-1": "node-a"})
+    assert sorted(vm.name for vm in placed.fleet) == ["web", "web-1"]
