@@ -35,11 +35,11 @@ from pydantic import BaseModel, ValidationError
 from virtstack.errors import SpecError, SpecIssue
 from virtstack.spec import ISSUES_ERROR_TYPE, StackSpec
 from virtstack.validate import validate_spec
-from virtstack.yamldoc import parse_yaml
+from virtstack.yamldoc import MAX_TEXT_CHARS, parse_yaml
 
 __all__ = ["format_loc", "issues_from_validation_error", "load_spec", "parse_spec"]
 
-MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_FILE_BYTES = MAX_TEXT_CHARS  # refused before decoding, rather than after
 
 
 # ------------------------------------------------------ pydantic -> SpecIssue
