@@ -247,6 +247,7 @@ class _Builder:
         opened: Any = None  # the open collection's start event
         special: str | None = None  # its tag when it is !!set, !!omap or !!pairs
         count = aliases = 0  # values so far (aliases count as what they stand for), alias uses
+        max_nodes, max_depth, max_aliases = MAX_NODES, MAX_DEPTH, MAX_ALIASES
 
         get()  # StreamStart
         if isinstance(get(), yaml.StreamEndEvent):
@@ -276,13 +277,15 @@ class _Builder:
                     else:
                         value = self.special_scalar(event, tag)
                     count += 1
+                    if count > max_nodes:
+                        self.too_many(event)
                     if event.anchor is not None:
                         self.anchor(anchors, event, value, 1)
                 elif cls is _MappingStart or cls is _SequenceStart:
                     count += 1
-                    if len(stack) >= MAX_DEPTH:
-                        self.fail(event.start_mark, f"nested more than {MAX_DEPTH} levels deep")
-                    if count > MAX_NODES:
+                    if len(stack) >= max_depth:
+                        self.fail(event.start_mark, f"nested more than {max_depth} levels deep")
+                    if count > max_nodes:
                         self.too_many(event)
                     stack.append((container, key, is_map, merges, start, opened, special))
                     start, opened, merges, special = count - 1, event, None, None
@@ -306,7 +309,7 @@ class _Builder:
                         value = self.special_collection(special, value, opened)
                     if opened.anchor is not None:
                         anchors[opened.anchor] = (value, count - start, opened.start_mark)
-                    if count > MAX_NODES:
+                    if count > max_nodes:
                         self.too_many(event)
                     mark = opened.start_mark
                     container, key, is_map, merges, start, opened, special = stack.pop()
@@ -321,9 +324,9 @@ class _Builder:
                         self.fail(found[2], "an alias refers to its own ancestor")
                     aliases += 1
                     count += size
-                    if aliases > MAX_ALIASES:
-                        self.fail(event.start_mark, f"more than {MAX_ALIASES:,} aliases")
-                    if count > MAX_NODES:
+                    if aliases > max_aliases:
+                        self.fail(event.start_mark, f"more than {max_aliases:,} aliases")
+                    if count > max_nodes:
                         self.too_many(event)
                 else:  # pragma: no cover - the parser only emits the events above inside a document
                     raise AssertionError(f"unexpected {cls.__name__}")
@@ -347,9 +350,9 @@ class _Builder:
                         self.has_duplicates = True
                     container[key] = value
                     key = _NOKEY
-        except (ValueError, KeyError, AttributeError, TypeError, OverflowError) as error:
+        except (ValueError, KeyError, IndexError, AttributeError, TypeError, OverflowError) as error:
             # Constructing a scalar failed: int("abc"), bool_values["maybe"], a timestamp regex
-            # that did not match, int() of 5,000 digits…
+            # that did not match, "!!int ''" indexing an empty string, int() of 5,000 digits…
             if event is not None and event.__class__ is _ScalarEvent:
                 self.scalar_error(event)
             raise error
@@ -363,6 +366,9 @@ class _Builder:
 
     def collection_tag(self, event: Any, tag: str, allowed: tuple[str, ...]) -> str:
         if tag not in allowed:
+            if tag in self.loader.yaml_constructors:
+                kind = "mapping" if isinstance(event, yaml.MappingStartEvent) else "sequence"
+                self.fail(event.start_mark, f"tag {_short_tag(tag)!r} cannot be used on a {kind}")
             self.fail(event.start_mark, f"unknown tag {_short_tag(tag)!r}")
         return tag
 
@@ -482,14 +488,17 @@ def parse_yaml(text: str, file: str) -> tuple[Any, list[SpecIssue]]:
 def _parse(text: str, file: str, loader_class: type[yaml.SafeLoader]) -> tuple[Any, list[SpecIssue]]:
     if len(text) > MAX_TEXT_CHARS:
         raise SpecError.single(file, "", f"the document is larger than {MAX_TEXT_CHARS // (1024 * 1024)} MiB")
-    loader = loader_class(text)
+    loader = None
     try:
+        # Inside the try: PyYAML's pure-Python reader checks the characters as it is created.
+        loader = loader_class(text)
         builder = _Builder(loader, file, text)
         data = builder.build()
     except yaml.YAMLError as error:
         raise SpecError([_yaml_issue(file, error, text)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not builder.has_duplicates:
         return data, []
     return data, _duplicate_keys(text, file, loader_class)
