@@ -28,15 +28,16 @@ Order of decisions:
 Because steps 1-2 come before 3, adding or removing an unpinned VM never
 moves a VM that was placed before (when ``previous`` is given).
 
-Cost: O(VMs x log hosts) plus O(eligible hosts) per distinct requirement
-(networks and pool), with hosts found through an index (validate.HostIndex):
-spread keeps one lazily refreshed heap per requirement, shared by every VM
-size; a VM that does not fit the hosts at the top sets them aside for its own
-pick only.  Pack keeps a moving cursor per shape (requirement and size).  Both
-rely on usage only growing during one run: once a shape does not fit a host,
-it never will again in that run.  Adversarial stacks (thousands of distinct
-requirements over thousands of hosts, or sizes that fit only the least free
-hosts) could still make this quadratic, so the work is counted: past
+Cost: O(VMs x log hosts) plus, per distinct requirement (networks and pool),
+a match against the host classes (validate.HostIndex: hosts offering the same
+networks and pools), and O(eligible hosts) per distinct set of matching classes.  Spread keeps one
+lazily refreshed heap per such set, shared by every VM size; a VM that does
+not fit the hosts at the top sets them aside for its own pick only.  Pack
+keeps a moving cursor per shape (requirement and size).  Both rely on usage
+only growing during one run: once a shape does not fit a host, it never will
+again in that run.  Adversarial stacks (thousands of hosts that all differ in
+networks and pools, or sizes that fit only the least free hosts) could still
+make this quadratic, so the work is counted: past
 MAX_PLACEMENT_STEPS, place() stops with an error saying so.
 """
 
@@ -129,8 +130,10 @@ class _State:
         self.assigned: dict[str, str] = {}
         self.index = HostIndex(hosts)
         self.steps = 0
-        self._eligible: dict[_ReqKey, list[str]] = {}
-        self._heaps: dict[_ReqKey, list[tuple[float, str, int]]] = {}
+        # Requirements that select the same host classes share one host list and one spread heap.
+        self._selected: dict[_ReqKey, tuple[int, ...]] = {}
+        self._eligible: dict[tuple[int, ...], list[str]] = {}
+        self._heaps: dict[tuple[int, ...], list[tuple[float, str, int]]] = {}
         self._cursor: dict[_Shape, int] = {}
         self._never: set[_Shape] = set()  # shapes that fit no host any more
 
@@ -161,25 +164,33 @@ class _State:
         used, cap = self.used[host], self.cap[host]
         return min((cap[0] - used[0]) / cap[0], (cap[1] - used[1]) / cap[1], (cap[2] - used[2]) / cap[2])
 
-    def eligible(self, vm: VmInstance) -> list[str]:
+    def selected(self, vm: VmInstance) -> tuple[int, ...]:
         key = _req_key(vm)
-        hosts = self._eligible.get(key)
+        found = self._selected.get(key)
+        if found is None:
+            found = self._selected[key] = self.index.select(vm.networks, vm.pool)
+            self.spend(len(self.index.classes))
+        return found
+
+    def eligible(self, vm: VmInstance) -> list[str]:
+        selected = self.selected(vm)
+        hosts = self._eligible.get(selected)
         if hosts is None:
-            hosts = sorted(self.index.offering(vm.networks, vm.pool))
+            hosts = sorted(name for i in selected for name in self.index.classes[i][1])
             self.spend(len(hosts))
-            self._eligible[key] = hosts
+            self._eligible[selected] = hosts
         return hosts
 
     def pick_spread(self, vm: VmInstance) -> str | None:
         shape = _shape(vm)
         if shape in self._never:
             return None
-        key = shape[0]
-        heap = self._heaps.get(key)
+        selected = self.selected(vm)
+        heap = self._heaps.get(selected)
         if heap is None:
             heap = [(-self.free_share(h), h, self.version[h]) for h in self.eligible(vm)]
             heapq.heapify(heap)
-            self._heaps[key] = heap
+            self._heaps[selected] = heap
         # The heap is shared by every VM size of this requirement: hosts too full for this VM are
         # set aside while it looks further, then put back for the next (maybe smaller) VM.
         aside: list[tuple[float, str, int]] = []
@@ -246,8 +257,8 @@ def _unplaceable_reason(state: _State, vm: VmInstance) -> str:
         if vm.pool is not None:
             needs.append(f"pool {vm.pool}")
         # Needs no host offers at all (from the index: not a pass over every host per shape).
-        absent = [f"network {n}" for n in vm.networks if not state.index.by_network.get(n)]
-        if vm.pool is not None and not state.index.by_pool.get(vm.pool):
+        absent = [f"network {n}" for n in vm.networks if n not in state.index.networks]
+        if vm.pool is not None and vm.pool not in state.index.pools:
             absent.append(f"pool {vm.pool}")
         if absent:
             return f"no host offers {' and '.join(absent)}"

@@ -17,8 +17,8 @@ Public API:
     dhcp_range_of(cidr: IPv4Network) -> tuple[IPv4Address, IPv4Address]
         Upper half of the host addresses: /24 -> .128-.254.
     reserved_addresses(network) -> dict[IPv4Address, str]
-    HostIndex(hosts).offering(networks, pool) -> set[str]
-        The hosts offering all those networks and the pool (None: hosts with one pool).
+    HostIndex(hosts).select(networks, pool) -> tuple[int, ...]
+        The classes of hosts (same networks and pools) offering all those networks and the pool.
 
 Rules:
     * Every reference resolves: image, pinned host, networks and pool on the
@@ -100,29 +100,31 @@ def check_totals(spec: StackSpec, file: str) -> list[SpecIssue]:
 
 
 class HostIndex:
-    """Which hosts offer each network and pool.
+    """Hosts grouped by what they offer, for matching VM requirements.
 
-    Finding the hosts that can run a VM then costs the smallest matching set, not a pass over every
-    host: with thousands of hosts and thousands of distinct requirements, a pass per requirement
-    was the quadratic part of validation and placement."""
+    Hosts offering the same networks and pools are interchangeable when it comes to which VMs they
+    can run: a requirement (networks, pool) is matched against these classes — usually a handful,
+    even with thousands of hosts — rather than against every host, which was the quadratic part of
+    validation and placement with thousands of hosts and thousands of distinct requirements."""
 
     def __init__(self, hosts: Mapping[str, HostSpec]) -> None:
-        self.by_network: dict[str, set[str]] = {}
-        self.by_pool: dict[str | None, set[str]] = {None: set()}  # None: hosts with a single pool
-        for name, host in hosts.items():
-            for network in host.networks:
-                self.by_network.setdefault(network, set()).add(name)
-            for pool in host.pools:
-                self.by_pool.setdefault(pool, set()).add(name)
-            if len(host.pools) == 1:
-                self.by_pool[None].add(name)
+        classes: dict[tuple[frozenset[str], frozenset[str]], list[str]] = {}
+        for name in sorted(hosts):
+            host = hosts[name]
+            classes.setdefault((frozenset(host.networks), frozenset(host.pools)), []).append(name)
+        self.classes = list(classes.items())  # ((networks, pools), host names in name order)
+        self.networks = {network for (networks, _), _ in self.classes for network in networks}
+        self.pools = {pool for (_, pools), _ in self.classes for pool in pools}
 
-    def offering(self, networks: Iterable[str], pool: str | None) -> set[str]:
-        """Hosts offering every network of ``networks`` and ``pool`` (see fleet.resolve_pool)."""
-        sets = [self.by_network.get(network, set()) for network in networks]
-        sets.append(self.by_pool.get(pool, set()))
-        sets.sort(key=len)
-        return sets[0].intersection(*sets[1:])
+    def select(self, networks: Iterable[str], pool: str | None) -> tuple[int, ...]:
+        """Indexes of the classes offering every network of ``networks`` and ``pool`` (None: the
+        host's only pool), as fleet.missing_on_host decides for one host."""
+        wanted = set(networks)
+        return tuple(
+            i
+            for i, ((offered, pools), _) in enumerate(self.classes)
+            if wanted <= offered and (pool in pools if pool is not None else len(pools) == 1)
+        )
 
 
 def dhcp_range_of(cidr: IPv4Network) -> tuple[IPv4Address, IPv4Address]:
@@ -362,7 +364,7 @@ class _Checker:
             if self._index is None:
                 self._index = HostIndex(self.spec.hosts)
             result: str | None = None
-            if not self._index.offering(vm.networks, vm.pool):
+            if not self._index.select(vm.networks, vm.pool):
                 # No host offers everything: each lacks something; name the first three.
                 names = sorted(self.spec.hosts)
                 lacking = [
