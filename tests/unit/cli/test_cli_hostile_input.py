@@ -77,3 +77,14 @@ def test_thousands_of_problems_print_a_bounded_list(tmp_path: Path) -> None:
     assert len(lines) == MAX_SHOWN_ISSUES + 1
     assert lines[0].startswith(f"{spec}: vms.big-1: cannot be placed: no host has 64 vCPUs free")
     assert lines[-1] == f"{spec}: … and {5000 - MAX_SHOWN_ISSUES:,} more problems (fix the ones above first)"
+
+
+def test_bad_scalar_in_the_stack_settings_file_is_one_located_line(tmp_path: Path) -> None:
+    # Pulumi.<stack>.yaml comes through pull requests too; it was read with yaml.safe_load.
+    services = make_services(tmp_path / "project")
+    (tmp_path / "project/Pulumi.x.yaml").write_text("config:\n  virtstack:spec: !!int abc\n")
+    result = CliRunner().invoke(cli, ["validate", "-s", "x"], obj=services)
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        "Pulumi.x.yaml:2:19: invalid !!int value 'abc' (expected a whole number such as 42, 0x2a or 0o52)\n"
+    )
