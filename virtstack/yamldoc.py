@@ -157,10 +157,9 @@ _SCALAR_HINTS = {
 class _Builder:
     """Builds the data from the loader's events, checking the limits as the events arrive."""
 
-    def __init__(self, loader: yaml.SafeLoader, file: str, text: str) -> None:
+    def __init__(self, loader: yaml.SafeLoader, file: str) -> None:
         self.loader = loader
         self.file = file
-        self.text = text
         self.has_duplicates = False
 
     # -------------------------------------------------------------- errors
@@ -188,10 +187,7 @@ class _Builder:
         if tag not in loader.yaml_constructors:
             self.fail(event.start_mark, f"unknown tag {_short_tag(tag)!r}")
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
-        value = loader.construct_object(node, deep=True)
-        loader.constructed_objects = {}
-        loader.recursive_objects = {}
-        loader.deep_construct = False
+        value = _construct(loader, node)
         if type(value) is int and not -_INT_LIMIT < value < _INT_LIMIT:
             self.scalar_error(event)
         return value
@@ -280,6 +276,8 @@ class _Builder:
                     if count > max_nodes:
                         self.too_many(event)
                     if event.anchor is not None:
+                        if value is _MERGE:  # PyYAML would merge wherever *alias is a key
+                            self.fail(event.start_mark, "an anchor on a merge key (<<) is not supported")
                         self.anchor(anchors, event, value, 1)
                 elif cls is _MappingStart or cls is _SequenceStart:
                     count += 1
@@ -445,7 +443,9 @@ def _duplicate_keys(text: str, file: str, loader_class: type[yaml.SafeLoader]) -
                 if type(key_node) is not yaml.ScalarNode or key_node.tag == _MERGE_TAG:
                     todo.append(key_node)
                     continue
-                key = key_node.value if key_node.tag == _STR_TAG else _key_value(loader, key_node)
+                # "=" keys are strings (see the builder); other keys construct as in the data.
+                plain = key_node.tag in (_STR_TAG, _VALUE_TAG)
+                key = key_node.value if plain else _construct(loader, key_node)
                 first = first_at.setdefault(key, key_node)
                 if first is not key_node:
                     line, column = _position(key_node.start_mark)
@@ -457,9 +457,13 @@ def _duplicate_keys(text: str, file: str, loader_class: type[yaml.SafeLoader]) -
     return sorted(issues, key=lambda issue: (issue.line, issue.column))
 
 
-def _key_value(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+def _construct(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    """One scalar through PyYAML's constructor, leaving it ready for the next (construct_document's
+    clean-up)."""
     value = loader.construct_object(node, deep=True)
     loader.constructed_objects = {}
+    loader.recursive_objects = {}
+    loader.deep_construct = False
     return value
 
 
@@ -492,7 +496,7 @@ def _parse(text: str, file: str, loader_class: type[yaml.SafeLoader]) -> tuple[A
     try:
         # Inside the try: PyYAML's pure-Python reader checks the characters as it is created.
         loader = loader_class(text)
-        builder = _Builder(loader, file, text)
+        builder = _Builder(loader, file)
         data = builder.build()
     except yaml.YAMLError as error:
         raise SpecError([_yaml_issue(file, error, text)]) from None

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from virtstack import yamldoc
 from virtstack.errors import SpecError
 from virtstack.loader import parse_spec
 from virtstack.placement import plan
@@ -264,3 +265,74 @@ def test_mutated_stacks_never_crash(name: str) -> None:
                 f"seed {seed}: {type(error).__name__}: {str(error)[:300]}\n--- text ---\n{mutant[:2000]}"
             )
     assert not failures, f"{len(failures)} of {MUTANTS_PER_STACK} mutants failed; first:\n" + failures[0]
+
+
+TOKENS = [
+    "a",
+    "b",
+    "1",
+    "-1",
+    "0x1f",
+    "1.5",
+    "yes",
+    "~",
+    "<<",
+    "=",
+    "!!int",
+    "!!bool",
+    "!!float",
+    "!!str",
+    "!!timestamp",
+    "!!set",
+    "!!omap",
+    "!!binary",
+    "!!merge",
+    "!foo",
+    "&a",
+    "&b",
+    "*a",
+    "*b",
+    ":",
+    ": ",
+    "- ",
+    "? ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "\n",
+    "\n  ",
+    "\n    ",
+    " ",
+    "'",
+    '"',
+    "#",
+    "|",
+    ">",
+    "---",
+    "...",
+    "%YAML 1.1",
+    "2001-99",
+    "2001-12-14",
+    "9" * 30,
+    "\t",
+    "\x00",
+    "\\",
+    "@",
+]
+
+
+@pytest.mark.parametrize("loader", [yamldoc._Loader, yamldoc._PureLoader], ids=["libyaml", "pure-python"])
+def test_random_token_documents_never_crash_the_reader(loader: type[yaml.SafeLoader]) -> None:
+    failures = []
+    for seed in range(2500):
+        rng = random.Random(f"tokens/{seed}")
+        text = "".join(rng.choice(TOKENS) for _ in range(rng.randint(1, 40)))
+        try:
+            yamldoc._parse(text, "f.yaml", loader)
+        except SpecError as error:
+            assert all(ISSUE.fullmatch(str(issue)) for issue in error.issues), str(error)
+        except Exception as error:
+            failures.append(f"seed {seed}: {type(error).__name__}: {error} in {text!r}")
+    assert not failures, f"{len(failures)} failures; first: {failures[0]}"

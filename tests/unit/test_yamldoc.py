@@ -309,3 +309,16 @@ def test_keys_equal_as_data_are_duplicates() -> None:
     # 1 and true are one key in the data: one value was silently lost before.
     _, issues = parse_yaml("1: a\ntrue: b\n", "f.yaml")
     assert [str(issue) for issue in issues] == ["f.yaml:2:1: duplicate key 'true' (first at line 1)"]
+
+
+def test_anchor_on_a_merge_key_is_refused() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_yaml("b: &b {x: 1}\nc: {&m <<: *b}\n", "f.yaml")
+    assert str(caught.value) == "f.yaml:2:5: an anchor on a merge key (<<) is not supported"
+
+
+def test_duplicates_are_found_next_to_value_keys() -> None:
+    # "=" is YAML 1.1's value key, read as the string "=": the duplicate search must not choke on it.
+    data, issues = parse_yaml("=: 1\na: 1\na: 2\n", "f.yaml")
+    assert data == {"=": 1, "a": 2}
+    assert [str(issue) for issue in issues] == ["f.yaml:3:1: duplicate key 'a' (first at line 2)"]
