@@ -307,8 +307,6 @@ class _Builder:
                         value = self.special_collection(special, value, opened)
                     if opened.anchor is not None:
                         anchors[opened.anchor] = (value, count - start, opened.start_mark)
-                    if count > max_nodes:
-                        self.too_many(event)
                     mark = opened.start_mark
                     container, key, is_map, merges, start, opened, special = stack.pop()
                     if container is None:
