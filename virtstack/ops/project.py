@@ -20,10 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from virtstack.errors import VirtstackError
 from virtstack.provider import PROVIDER_THREADS
+from virtstack.yamldoc import parse_yaml
 
 __all__ = [
     "LOCAL_DEV_PASSPHRASE",
@@ -62,11 +61,14 @@ class Project:
         """The stack's settings file (Pulumi.<stack>.yaml) `config` section; empty when absent."""
         path = self.root / f"Pulumi.{stack.rsplit('/', 1)[-1]}.yaml"  # org/project/stack: last part
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {}
-        except (OSError, yaml.YAMLError) as err:
+        except (OSError, UnicodeDecodeError) as err:
             raise VirtstackError(f"cannot read {path.name}: {err}") from None
+        # The stack file's reader: a settings file comes through pull requests too, and
+        # yaml.safe_load let `!!int abc` out as a ValueError; errors are one located line.
+        data, _ = parse_yaml(text, path.name)
         config = data.get("config") if isinstance(data, dict) else None
         return dict(config) if isinstance(config, dict) else {}
 
