@@ -1,0 +1,97 @@
+"""Host URIs from a (possibly hostile) stack file: program overrides, passwords, unknown parameters and
+plain qemu+tcp are refused with the reason, at the uri's location (issue 11, "Escapes")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from virtstack.errors import SpecError
+from virtstack.loader import parse_spec
+
+F = "stacks/x.yaml"
+
+
+def doc(uri: str, **host: Any) -> str:
+    data = {
+        "hosts": {
+            "h": {
+                "uri": uri,
+                "capacity": {"vcpus": 2, "memory": "2GiB", "disk": "10GiB"},
+                "pools": {"vms": {"path": "/var/lib/virtstack/pools/x"}},
+                **host,
+            }
+        }
+    }
+    return yaml.safe_dump(data)
+
+
+def problems(uri: str, **host: Any) -> list[str]:
+    try:
+        parse_spec(doc(uri, **host), F)
+    except SpecError as err:
+        return str(err).splitlines()
+    return []
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "qemu+ssh://root@127.0.0.1:2222/system?keyfile=/etc/virtstack/id_ed25519&known_hosts=/etc/virtstack/kh",
+        "qemu+ssh://ops@node/system?known_hosts_verify=normal&sshauth=agent,privkey&no_tty=1",
+        "qemu+ssh://ops@node/system?socket=/run/libvirt/virtqemud-sock&mode=direct&proxy=native",
+        "qemu+tls://node:16514/system?pkipath=/etc/virtstack/pki",
+        "qemu://node/system?pkipath=/etc/pki/libvirt",
+        "qemu:///system?socket=/run/libvirt/libvirt-sock",
+        "qemu+ssh://ops@node/system",
+    ],
+)
+def test_allowed_uris(uri: str) -> None:
+    assert problems(uri) == []
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        # The reported escape: libvirt runs this program locally instead of ssh.
+        ("qemu+ssh://h/system?command=/tmp/evil", "parameter 'command' is not allowed: it names a program"),
+        ("qemu+ssh://h/system?comm%61nd=/tmp/evil", "parameter 'command' is not allowed"),  # escaped name
+        ("qemu+ssh://h/system?keyfile=/k;command=/tmp/evil", "separate parameters with '&', not ';'"),
+        ("qemu+ssh://h/system?netcat=/tmp/evil", "parameter 'netcat' is not allowed: it names a program"),
+        ("qemu+ssh://h/system?no_verify=1", "parameter 'no_verify' is not allowed: it turns off host key"),
+        ("qemu+tls://h/system?no_verify=1", "parameter 'no_verify' is not allowed"),
+        ("qemu+ssh://h/system?name=qemu:///system", "parameter 'name' is not allowed: it redirects"),
+        ("qemu+ssh://h/system?known_hosts_verify=ignore", "known_hosts_verify must be one of normal, auto"),
+        ("qemu+ssh://h/system?proxy=/bin/sh", "proxy must be one of auto, netcat, native"),
+        ("qemu+ssh://h/system?keyfile=id_rsa", "keyfile must be an absolute path"),
+        ("qemu+ssh://h/system?keyfile=/a/../etc/shadow", "keyfile must be an absolute path"),
+        ("qemu+ssh://h/system?keyfile=/a&keyfile=/b", "parameter 'keyfile' is given twice"),
+        ("qemu+ssh://h/system?sshauth=agent,x", "sshauth takes a list of"),
+        ("qemu+ssh://h/system?tls_priority=NORMAL", "parameter 'tls_priority' is unknown for qemu+ssh"),
+        ("qemu+tls://h/system?keyfile=/k", "parameter 'keyfile' is unknown for qemu+tls"),
+        ("qemu+unix:///system?command=/x", "parameter 'command' is not allowed"),
+        ("test:///default?x=1", "parameter 'x' is unknown for test (allowed: none)"),
+    ],
+)
+def test_refused_parameters_say_why(uri: str, reason: str) -> None:
+    [line] = problems(uri)
+    assert line.startswith(f"{F}: hosts.h.uri: ")
+    assert reason in line
+
+
+@pytest.mark.parametrize("uri", ["qemu+ssh://ops:hunter2@h/system", "qemu+tls://ops:hunter2@h:16514/system"])
+def test_a_password_in_a_uri_is_refused_without_echoing_it(uri: str) -> None:
+    [line] = problems(uri)
+    assert line.startswith(f"{F}: hosts.h.uri: the libvirt URI contains a password")
+    assert "hunter2" not in line
+
+
+def test_plain_tcp_needs_an_explicit_insecure_transport() -> None:
+    [line] = problems("qemu+tcp://h/system")
+    assert line.startswith(f"{F}: hosts.h.uri: qemu+tcp is unencrypted")
+    assert "insecure_transport: true" in line
+    assert problems("qemu+tcp://h/system", insecure_transport=True) == []
+    [line] = problems("qemu+tcp://h/system", insecure_transport="yes")
+    assert line.startswith(f"{F}: hosts.h.insecure_transport: ")
