@@ -534,6 +534,17 @@ def _check_image_source(value: object) -> str:
 
 ImageSource = Annotated[str, PlainValidator(_check_image_source)]
 
+_SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def _check_sha256(value: object) -> str:
+    text = _require_str(value, "a SHA-256 digest")
+    if not _SHA256_RE.match(text):
+        raise ValueError(
+            f"must be a SHA-256 digest: 64 hex digits, as sha256sum prints (got {_shorten(text)})"
+        )
+    return text.lower()
+
 
 def _nonempty_secret(value: SecretStr | None) -> SecretStr | None:
     if value is not None and not value.get_secret_value():
@@ -679,7 +690,7 @@ class ImageSpec(_Model):
     source: ImageSource
     format: Literal["qcow2", "raw"] | None = None
     # Required for https sources: the download is verified against it before any host sees it.
-    sha256: Annotated[str, Field(strict=True, pattern=r"^[0-9a-f]{64}$")] | None = None
+    sha256: Annotated[str, PlainValidator(_check_sha256)] | None = None
 
     @property
     def is_url(self) -> bool:
@@ -702,7 +713,12 @@ class ImageSpec(_Model):
             raise issues_error([(("source",), "compressed images are not supported; decompress it first")])
         if self.is_url and self.sha256 is None:
             raise issues_error(
-                [(("sha256",), "required for https sources: the image's SHA-256 (64 lowercase hex digits)")]
+                [
+                    (
+                        ("sha256",),
+                        "required for https sources: the image's SHA-256 (64 hex digits, from sha256sum)",
+                    )
+                ]
             )
         if not self.is_url and self.sha256 is not None:
             raise issues_error([(("sha256",), "only for https sources (local images are not downloaded)")])

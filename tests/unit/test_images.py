@@ -17,28 +17,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from virtstack.edge import resolve_images
 from virtstack.errors import SpecError
+from virtstack.loader import parse_spec
 from virtstack.spec import StackSpec
 
 F = "stacks/x.yaml"
 QEMU_IMG = shutil.which("qemu-img") or "qemu-img"
 
 
+HOSTS = {
+    "h": {
+        "uri": "test:///default",
+        "capacity": {"vcpus": 2, "memory": "2GiB", "disk": "10GiB"},
+        "pools": {"vms": {"path": "/var/lib/virtstack/pools/x"}},
+    }
+}
+
+
 def spec(**image: Any) -> StackSpec:
-    return StackSpec.model_validate(
-        {
-            "hosts": {
-                "h": {
-                    "uri": "test:///default",
-                    "capacity": {"vcpus": 2, "memory": "2GiB", "disk": "10GiB"},
-                    "pools": {"vms": {"path": "/var/lib/virtstack/pools/x"}},
-                }
-            },
-            "images": {"img": image},
-        }
-    )
+    return StackSpec.model_validate({"hosts": HOSTS, "images": {"img": image}})
 
 
 def resolve(root: Path, env: dict[str, str], **image: Any) -> str:
@@ -227,3 +227,23 @@ def test_a_downloaded_image_is_inspected_too(project: Path, server: Server, tls:
     digest = hashlib.sha256(data).hexdigest()
     message = resolve(project, env, source=f"{server.url}/cloud.img", sha256=digest, format="raw")
     assert message.endswith("is a qcow2 image, not raw as declared")
+
+
+@pytest.mark.parametrize(
+    ("image", "line"),
+    [
+        # The reported gap: an http:// image was accepted with no checksum.
+        (
+            {"source": "http://e.org/a.qcow2"},
+            "images.img.source: plain http is not supported: use an https URL",
+        ),
+        ({"source": "https://e.org/a.qcow2"}, "images.img.sha256: required for https sources"),
+        ({"source": "https://e.org/a.qcow2", "sha256": "abc"}, "images.img.sha256: must be a SHA-256 digest"),
+        ({"source": "images/a.qcow2", "sha256": "a" * 64}, "images.img.sha256: only for https sources"),
+    ],
+)
+def test_url_sources_need_https_and_sha256(image: dict[str, Any], line: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec(yaml.safe_dump({"hosts": HOSTS, "images": {"img": image}}), F)
+    [only] = str(err.value).splitlines()
+    assert only.startswith(f"{F}: {line}")
