@@ -9,7 +9,8 @@ disk.  Hence:
       resolved before the check;
     * https sources pinned by sha256, downloaded once into the cache (download_dir:
       $VIRTSTACK_CACHE/images) and verified before they are used; VIRTSTACK_CA_FILE names extra
-      trusted CA certificates (tests use a self-signed one);
+      trusted CA certificates (tests use a self-signed one); at most VIRTSTACK_MAX_IMAGE_BYTES
+      (32 GiB) are downloaded;
     * the real format read with `qemu-img info` must be the declared one, and images with a backing
       file or an external data file (which would make qemu read another file of the host) are refused.
 
@@ -47,6 +48,7 @@ __all__ = [
 DEFAULT_IMAGE_DIRS = (".virtstack/images", "images")
 DOWNLOAD_TIMEOUT = 60.0  # seconds without progress, not for the whole file
 QEMU_IMG_TIMEOUT = 60.0
+DEFAULT_MAX_IMAGE_BYTES = 32 * 1024**3  # far above any cloud image; stops an endless download
 _CHUNK = 1 << 20
 
 
@@ -88,6 +90,13 @@ def check_local_source(path: Path, allowed: list[Path]) -> Path:
     return real
 
 
+def max_download_bytes(environ: Mapping[str, str]) -> int:
+    try:
+        return int(environ.get("VIRTSTACK_MAX_IMAGE_BYTES") or DEFAULT_MAX_IMAGE_BYTES)
+    except ValueError:
+        raise ImageError("VIRTSTACK_MAX_IMAGE_BYTES must be a number of bytes") from None
+
+
 def _ssl_context(environ: Mapping[str, str]) -> ssl.SSLContext:
     context = ssl.create_default_context()
     ca_file = environ.get("VIRTSTACK_CA_FILE")
@@ -120,7 +129,11 @@ def fetch_https(url: str, sha256: str, cache: Path, environ: Mapping[str, str] |
             with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT, context=context) as response:
                 if response.geturl().split(":", 1)[0].lower() != "https":
                     raise ImageError(f"{url} redirected to a non-https URL")
+                limit, size = max_download_bytes(environ), 0
                 while chunk := response.read(_CHUNK):
+                    size += len(chunk)
+                    if size > limit:  # the digest would only fail at the end, after filling the disk
+                        raise ImageError(f"{url} is larger than {limit} bytes (VIRTSTACK_MAX_IMAGE_BYTES)")
                     digest.update(chunk)
                     out.write(chunk)
         got = digest.hexdigest()

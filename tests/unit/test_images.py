@@ -247,3 +247,11 @@ def test_url_sources_need_https_and_sha256(image: dict[str, Any], line: str) -> 
         parse_spec(yaml.safe_dump({"hosts": HOSTS, "images": {"img": image}}), F)
     [only] = str(err.value).splitlines()
     assert only.startswith(f"{F}: {line}")
+
+
+def test_a_download_stops_at_the_size_limit(project: Path, server: Server, tls: tuple[Path, Path]) -> None:
+    (project / "www" / "big.img").write_bytes(b"\0" * (3 << 20))
+    env = env_for(project, VIRTSTACK_CA_FILE=str(tls[0]), VIRTSTACK_MAX_IMAGE_BYTES=str(2 << 20))
+    message = resolve(project, env, source=f"{server.url}/big.img", sha256="0" * 64, format="raw")
+    assert message.endswith(f"is larger than {2 << 20} bytes (VIRTSTACK_MAX_IMAGE_BYTES)")
+    assert list((project / "cache" / "images").iterdir()) == []
