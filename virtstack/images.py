@@ -81,12 +81,13 @@ def check_local_source(path: Path, allowed: list[Path]) -> Path:
         raise ImageError("file not found") from None
     if not any(real.is_relative_to(d) for d in allowed):
         where = ", ".join(str(d) for d in allowed)
+        what = "outside" if real == path.absolute() else f"resolves to {real}, outside"
         raise ImageError(
-            f"{real} is outside the image directories ({where}); put the image there or list its "
-            "directory in VIRTSTACK_IMAGE_DIRS"
+            f"{what} the image directories ({where}); put the image there or list its directory in "
+            "VIRTSTACK_IMAGE_DIRS"
         )
     if not real.is_file():
-        raise ImageError(f"{real} is not a regular file")
+        raise ImageError("not a regular file")
     return real
 
 
@@ -128,23 +129,23 @@ def fetch_https(url: str, sha256: str, cache: Path, environ: Mapping[str, str] |
             request = urllib.request.Request(url, headers={"User-Agent": "virtstack"})
             with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT, context=context) as response:
                 if response.geturl().split(":", 1)[0].lower() != "https":
-                    raise ImageError(f"{url} redirected to a non-https URL")
+                    raise ImageError("redirected to a non-https URL")
                 limit, size = max_download_bytes(environ), 0
                 while chunk := response.read(_CHUNK):
                     size += len(chunk)
                     if size > limit:  # the digest would only fail at the end, after filling the disk
-                        raise ImageError(f"{url} is larger than {limit} bytes (VIRTSTACK_MAX_IMAGE_BYTES)")
+                        raise ImageError(f"larger than {limit} bytes (VIRTSTACK_MAX_IMAGE_BYTES)")
                     digest.update(chunk)
                     out.write(chunk)
         got = digest.hexdigest()
         if got != sha256:
-            raise ImageError(f"download of {url} has SHA-256 {got}, not the sha256 given ({sha256})")
+            raise ImageError(f"the download has SHA-256 {got}, not the sha256 given ({sha256})")
         os.chmod(tmp, 0o644)
         tmp.replace(target)
         return target
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = err.reason if isinstance(err, urllib.error.URLError) else err
-        raise ImageError(f"cannot download {url}: {reason}") from None
+        raise ImageError(f"cannot download: {reason}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -165,24 +166,22 @@ def inspect_image(path: Path, declared_format: str) -> None:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise ImageError(f"qemu-img info {path} took longer than {QEMU_IMG_TIMEOUT:.0f} s") from None
+        raise ImageError(f"qemu-img info took longer than {QEMU_IMG_TIMEOUT:.0f} s") from None
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        raise ImageError(f"qemu-img cannot read {path}: {lines[-1] if lines else 'failed'}")
+        raise ImageError(f"qemu-img cannot read it: {lines[-1] if lines else 'failed'}")
     try:
         info = json.loads(proc.stdout)
     except ValueError:
-        raise ImageError(f"qemu-img info {path} printed no JSON") from None
+        raise ImageError("qemu-img info printed no JSON") from None
     real_format = info.get("format")
     if real_format != declared_format:
-        raise ImageError(f"{path} is a {real_format} image, not {declared_format} as declared")
+        raise ImageError(f"a {real_format} image, not {declared_format} as declared")
     if info.get("backing-filename") or info.get("full-backing-filename"):
         raise ImageError(
-            f"{path} has a backing file ({info.get('backing-filename')}); images must be self-contained "
+            f"has a backing file ({info.get('backing-filename')}); images must be self-contained "
             "(flatten it with `qemu-img convert`)"
         )
     data = (info.get("format-specific") or {}).get("data") or {}
     if data.get("data-file"):
-        raise ImageError(
-            f"{path} uses an external data file ({data['data-file']}); images must be self-contained"
-        )
+        raise ImageError(f"uses an external data file ({data['data-file']}); images must be self-contained")
