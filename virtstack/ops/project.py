@@ -225,6 +225,8 @@ def engine_env(project: Project, environ: Mapping[str, str] | None = None) -> di
         "PULUMI_PARALLEL": str(ENGINE_PARALLEL),
     }
     env = {key: value for key, value in defaults.items() if not environ.get(key)}
+    if environ.get("VIRTSTACK_NO_TRASH"):  # `--no-trash`: the provider reads it (virtstack.provider.trash)
+        env["VIRTSTACK_NO_TRASH"] = environ["VIRTSTACK_NO_TRASH"]
     backend = environ.get("PULUMI_BACKEND_URL") or env["PULUMI_BACKEND_URL"]
     if check_passphrase(environ, backend):
         env["PULUMI_CONFIG_PASSPHRASE"] = LOCAL_DEV_PASSPHRASE
