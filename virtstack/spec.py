@@ -276,6 +276,16 @@ _URI_PARAM_REASONS = {
     "name": "it redirects the connection to another URI on the host",
 }
 _SSHAUTH_METHODS = {"agent", "privkey", "keyboard", "password"}
+_URI_HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_URI_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _uri_params(text: str, scheme: str, query: str, remote_qemu: bool) -> None:
@@ -341,6 +351,15 @@ def check_uri(value: object) -> str:
         raise ValueError(f"{scheme} URI {_shorten(text)} needs a host, e.g. {scheme}://user@host/system")
     if scheme in {"qemu+unix", "test"} and parts.netloc:
         raise ValueError(f"{scheme} URI {_shorten(text)} must not name a host (use {scheme}:///...)")
+    # libvirt hands host and user to ssh as arguments: one starting with '-' would be read as an ssh
+    # option (-oProxyCommand=... runs a program), so both must look like what they are.
+    if hostname and not (_URI_HOST_RE.match(hostname) or _is_ip(hostname)):
+        raise ValueError(f"libvirt URI {_shorten(text)}: invalid host name {_shorten(hostname)}")
+    if parts.username is not None and not _URI_USER_RE.match(unquote(parts.username)):
+        raise ValueError(
+            f"libvirt URI {_shorten(text)}: invalid user name (letters, digits, '_', '.', '-'; "
+            "not starting with '-')"
+        )
     allowed_paths = ("/default",) if scheme == "test" else ("/system", "/session")
     if parts.path not in allowed_paths:
         wanted = " or ".join(allowed_paths)

@@ -235,3 +235,16 @@ def test_a_live_lock_in_another_pid_namespace_is_held(tmp_path: Path) -> None:
         if proc.stdin:
             proc.stdin.close()
         proc.wait(timeout=30)
+
+
+def test_a_held_lock_is_reported_with_its_holder_why_and_the_cancel_command(tmp_path: Path) -> None:
+    from virtstack.ops.engine import Engine
+
+    pid = dead_pid()
+    write_record(tmp_path, pid, machine_id="0" * 32)
+    write_lock(tmp_path, "dev", "a", pid, socket.gethostname())
+    _, held = clear_stale_locks(f"file://{tmp_path}", "dev")
+    message = str(Engine._locked("dev", held))
+    assert f"pid {pid} on {socket.gethostname()} since " in message
+    assert "held from another machine (machine-id differs)" in message
+    assert "`pulumi cancel --stack dev --yes`" in message

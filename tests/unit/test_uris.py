@@ -46,6 +46,9 @@ def problems(uri: str, **host: Any) -> list[str]:
         "qemu://node/system?pkipath=/etc/pki/libvirt",
         "qemu:///system?socket=/run/libvirt/libvirt-sock",
         "qemu+ssh://ops@node/system",
+        "qemu+ssh://deploy.bot@10.0.0.5:22/system",
+        "qemu+tls://[fd00::5]:16514/system",
+        "qemu+ssh://ops@Node-B.Example.org/system",
     ],
 )
 def test_allowed_uris(uri: str) -> None:
@@ -73,6 +76,11 @@ def test_allowed_uris(uri: str) -> None:
         ("qemu+tls://h/system?keyfile=/k", "parameter 'keyfile' is unknown for qemu+tls"),
         ("qemu+unix:///system?command=/x", "parameter 'command' is not allowed"),
         ("test:///default?x=1", "parameter 'x' is unknown for test (allowed: none)"),
+        # ssh reads an argument starting with '-' as an option: -oProxyCommand runs a program.
+        ("qemu+ssh://-oProxyCommand=evil/system", "invalid host name"),
+        ("qemu+ssh://-oProxyCommand=evil@node/system", "invalid user name"),
+        ("qemu+ssh://%2DoProxyCommand=evil@node/system", "invalid user name"),
+        ("qemu+ssh://ops@node_1/system", "invalid host name"),
     ],
 )
 def test_refused_parameters_say_why(uri: str, reason: str) -> None:
