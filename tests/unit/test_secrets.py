@@ -60,7 +60,6 @@ def test_an_empty_passphrase_is_an_error(tmp_path: Path) -> None:
     [
         ({"CI": "true"}, "CI is set"),
         ({"CI": "true", "PULUMI_CONFIG_PASSPHRASE": LOCAL_DEV_PASSPHRASE}, "CI is set"),
-        ({"PULUMI_BACKEND_URL": "s3://bucket/state"}, "is not a local file backend"),
         (
             {"PULUMI_BACKEND_URL": "s3://bucket/state", "PULUMI_CONFIG_PASSPHRASE": LOCAL_DEV_PASSPHRASE},
             "is not a local file backend",
@@ -73,6 +72,11 @@ def test_the_development_passphrase_is_refused_in_ci_and_off_the_file_backend(
     with pytest.raises(VirtstackError, match=where) as err:
         env_of(tmp_path, **given)
     assert "VIRTSTACK_ALLOW_DEV_PASSPHRASE=1" in str(err.value)
+
+
+def test_other_backends_get_no_passphrase_added(tmp_path: Path) -> None:
+    # Pulumi Cloud or a KMS keep secrets without one; a passphrase stack makes Pulumi ask for it.
+    assert "PULUMI_CONFIG_PASSPHRASE" not in env_of(tmp_path, PULUMI_BACKEND_URL="s3://bucket/state")
 
 
 def test_the_development_passphrase_when_explicitly_allowed(tmp_path: Path) -> None:

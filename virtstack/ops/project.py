@@ -136,7 +136,7 @@ def _flag(environ: Mapping[str, str], name: str) -> bool:
 def check_passphrase(environ: Mapping[str, str], backend_url: str) -> bool:
     """Refuse passphrase settings that would protect the stack's secrets with nothing, or with the
     public development passphrase where it does not belong; True when the development passphrase
-    is to be used (none given, local file backend, not CI).
+    is to be used (none given, local file backend, not CI); False when nothing is to be added.
 
     An empty PULUMI_CONFIG_PASSPHRASE is what a missing CI secret (or a fork's pull request) looks
     like: Pulumi would encrypt with the empty string, so it is an error, not "unset".  The development
@@ -168,6 +168,10 @@ def check_passphrase(environ: Mapping[str, str], backend_url: str) -> bool:
         return False
     if _flag(environ, "VIRTSTACK_ALLOW_DEV_PASSPHRASE"):
         return given is None
+    if given is None and not backend_url.startswith("file://"):
+        # Other backends can keep secrets without a passphrase (Pulumi Cloud, a KMS): add nothing;
+        # Pulumi asks for one itself if the stack uses a passphrase.
+        return False
     where = None
     if not backend_url.startswith("file://"):
         where = f"the backend {backend_url.split('://', 1)[0]}://… is not a local file backend"
