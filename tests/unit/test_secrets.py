@@ -25,6 +25,7 @@ from virtstack.spec import StackSpec, VmSpec
 
 REPO = Path(__file__).resolve().parents[2]
 F = "stacks/x.yaml"
+# Every password, passphrase and key in this file is a TEST-ONLY value (hunter2 is the example).
 # crypt(3) SHA-512 of "test-only" (made with `openssl passwd -6 -salt testonlysalt test-only`).
 HASH = (
     "$6$testonlysalt$i2uxHpLdoQWyXYUwaqgOTHuxtIuCUO/nwPlB/RFYIt9RH9LslJV8828u30tRAC10QeKnRk2.57hyeGL6fAVK61"

@@ -12,6 +12,7 @@ from virtstack.errors import SpecError
 from virtstack.loader import parse_spec
 
 F = "stacks/x.yaml"
+# The passwords below (hunter2) are TEST-ONLY values.
 
 
 def doc(uri: str, **host: Any) -> str:
