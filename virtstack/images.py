@@ -18,6 +18,7 @@ Public API:
     image_dirs(project_root, environ) -> list[Path]
     download_dir(environ) -> Path
     check_local_source(path, allowed) -> Path          raises ImageError
+    check_image_locations(spec, root, spec_file, environ)  raises SpecError (for `virtstack validate`)
     fetch_https(url, sha256, cache, environ) -> Path   raises ImageError
     inspect_image(path, declared_format) -> None       raises ImageError
 """
@@ -36,8 +37,12 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from virtstack.errors import SpecError, SpecIssue
+from virtstack.spec import StackSpec
+
 __all__ = [
     "ImageError",
+    "check_image_locations",
     "check_local_source",
     "download_dir",
     "fetch_https",
@@ -96,6 +101,34 @@ def max_download_bytes(environ: Mapping[str, str]) -> int:
         return int(environ.get("VIRTSTACK_MAX_IMAGE_BYTES") or DEFAULT_MAX_IMAGE_BYTES)
     except ValueError:
         raise ImageError("VIRTSTACK_MAX_IMAGE_BYTES must be a number of bytes") from None
+
+
+def check_image_locations(
+    spec: StackSpec, project_root: Path, spec_file: str, environ: Mapping[str, str] | None = None
+) -> None:
+    """`virtstack validate`'s share of the checks: every local image source lies inside the image
+    directories (symlinks that exist resolved); raises SpecError listing the others.  Whether the
+    files exist, their format and https downloads are checked when a plan or up resolves them."""
+    environ = os.environ if environ is None else environ
+    allowed = [*image_dirs(project_root, environ), download_dir(environ).resolve()]
+    issues = []
+    for name, image in spec.images.items():
+        if image.is_url:
+            continue
+        path = Path(image.source)
+        real = (path if path.is_absolute() else project_root / path).resolve()
+        if not any(real.is_relative_to(d) for d in allowed):
+            where = ", ".join(str(d) for d in allowed)
+            issues.append(
+                SpecIssue(
+                    spec_file,
+                    f"images.{name}.source",
+                    f"{image.source}: outside the image directories ({where}); put the image there or "
+                    "list its directory in VIRTSTACK_IMAGE_DIRS",
+                )
+            )
+    if issues:
+        raise SpecError(issues)
 
 
 def _ssl_context(environ: Mapping[str, str]) -> ssl.SSLContext:

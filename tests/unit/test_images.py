@@ -253,3 +253,28 @@ def test_a_download_stops_at_the_size_limit(project: Path, server: Server, tls: 
     message = resolve(project, env, source=f"{server.url}/big.img", sha256="0" * 64, format="raw")
     assert message.endswith(f"larger than {2 << 20} bytes (VIRTSTACK_MAX_IMAGE_BYTES)")
     assert list((project / "cache" / "images").iterdir()) == []
+
+
+def test_validate_refuses_a_host_file_as_image_in_one_line(tmp_path: Path) -> None:
+    # The reported escape passed `virtstack validate`; now validate says so, with the location.
+    from click.testing import CliRunner
+
+    from virtstack.cli.common import Services
+    from virtstack.cli.main import cli
+    from virtstack.ops.project import Project
+
+    root = tmp_path / "project"
+    (root / "stacks").mkdir(parents=True)
+    (root / "Pulumi.yaml").write_text("name: virtstack\nruntime: python\n")
+    (root / "__main__.py").write_text("")
+    stack = {"hosts": HOSTS, "images": {"img": {"source": "/etc/shadow", "format": "raw"}}}
+    (root / "stacks" / "dev.yaml").write_text(yaml.safe_dump(stack))
+    services = Services(environ={}, project_factory=lambda env: Project(root, root / "logs"))
+    result = CliRunner().invoke(cli, ["validate", "-s", "dev"], obj=services)
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("stacks/dev.yaml: images.img.source: /etc/shadow: outside the image directories (")
+    stack["images"] = {"img": {"source": "images/a.qcow2"}}
+    (root / "stacks" / "dev.yaml").write_text(yaml.safe_dump(stack))
+    result = CliRunner().invoke(cli, ["validate", "-s", "dev"], obj=services)
+    assert result.exit_code == 0, result.output
