@@ -42,6 +42,13 @@ Shape decisions (beyond the stack file example):
       repr or an error message.  Raw user_data must start with a cloud-init
       header (``#cloud-config``, ``#!``, ...), since cloud-init silently
       ignores user data without one.
+    * Host URIs (a stack file may come from anyone who can open a pull
+      request): query parameters only from an allow-list per transport
+      (_URI_PARAMS; no program overrides such as ``command``/``netcat``, no
+      ``no_verify``), no password, host and user names that cannot pass for
+      ssh options; ``qemu+tcp`` only with ``insecure_transport: true``.
+    * Users: at most one of ``password``, ``password_hash``,
+      ``password_env`` (VIRTSTACK_PASSWORD_* only) and ``password_file``.
     * Top-level keys starting with ``x-`` are ignored, so a file can hold YAML
       anchors (``x-small: &small {vcpus: 1, memory: 512MiB}``).
 
