@@ -26,6 +26,7 @@ Public API:
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -116,13 +117,18 @@ def check_image_locations(
         if image.is_url:
             continue
         path = Path(image.source)
-        real = (path if path.is_absolute() else project_root / path).resolve()
+        loc = f"images.{name}.source"
+        try:
+            real = (path if path.is_absolute() else project_root / path).resolve()
+        except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+            issues.append(SpecIssue(spec_file, loc, f"{image.source}: cannot be resolved (a symlink loop?)"))
+            continue
         if not any(real.is_relative_to(d) for d in allowed):
             where = ", ".join(str(d) for d in allowed)
             issues.append(
                 SpecIssue(
                     spec_file,
-                    f"images.{name}.source",
+                    loc,
                     f"{image.source}: outside the image directories ({where}); put the image there or "
                     "list its directory in VIRTSTACK_IMAGE_DIRS",
                 )
@@ -176,7 +182,7 @@ def fetch_https(url: str, sha256: str, cache: Path, environ: Mapping[str, str] |
         os.chmod(tmp, 0o644)
         tmp.replace(target)
         return target
-    except (urllib.error.URLError, OSError, ValueError) as err:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
         reason = err.reason if isinstance(err, urllib.error.URLError) else err
         raise ImageError(f"cannot download: {reason}") from None
     finally:

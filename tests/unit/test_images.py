@@ -278,3 +278,56 @@ def test_validate_refuses_a_host_file_as_image_in_one_line(tmp_path: Path) -> No
     (root / "stacks" / "dev.yaml").write_text(yaml.safe_dump(stack))
     result = CliRunner().invoke(cli, ["validate", "-s", "dev"], obj=services)
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        # Not HTTP at all: http.client raises BadStatusLine, which is no OSError.
+        (b"SSH-2.0-not-http\r\n\r\n", "cannot download: "),
+        # Fewer bytes than promised: only the digest tells.
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10, "the download has SHA-256 "),
+    ],
+)
+def test_a_broken_server_is_one_clean_error(
+    project: Path, tls: tuple[Path, Path], reply: bytes, expected: str
+) -> None:
+    import socket as socketlib
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls)
+    listener = socketlib.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve_once() -> None:
+        conn, _ = listener.accept()
+        with context.wrap_socket(conn, server_side=True) as tls_conn:
+            tls_conn.recv(65536)
+            tls_conn.sendall(reply)
+
+    thread = threading.Thread(target=serve_once, daemon=True)
+    thread.start()
+    try:
+        env = env_for(project, VIRTSTACK_CA_FILE=str(tls[0]))
+        message = resolve(
+            project, env, source=f"https://127.0.0.1:{port}/a.img", sha256="0" * 64, format="raw"
+        )
+        assert message.startswith(f"{F}: images.img.source: https://127.0.0.1:{port}/a.img: {expected}")
+        assert list((project / "cache" / "images").iterdir()) == []
+    finally:
+        thread.join(timeout=10)
+        listener.close()
+
+
+def test_a_symlink_loop_is_a_clean_error(project: Path) -> None:
+    (project / "images" / "loop.qcow2").symlink_to(project / "images" / "loop.qcow2")
+    assert resolve(project, env_for(project), source="images/loop.qcow2") == (
+        f"{F}: images.img.source: images/loop.qcow2: file not found"
+    )
+    from virtstack.images import check_image_locations
+
+    with pytest.raises(SpecError) as err:
+        check_image_locations(spec(source="images/loop.qcow2"), project, F, env_for(project))
+    assert (
+        str(err.value) == f"{F}: images.img.source: images/loop.qcow2: cannot be resolved (a symlink loop?)"
+    )
