@@ -104,3 +104,35 @@ def test_plain_tcp_needs_an_explicit_insecure_transport() -> None:
     assert problems("qemu+tcp://h/system", insecure_transport=True) == []
     [line] = problems("qemu+tcp://h/system", insecure_transport="yes")
     assert line.startswith(f"{F}: hosts.h.insecure_transport: ")
+
+
+def test_mutated_uris_only_ever_raise_value_error() -> None:
+    # 5,000 mutations of good URIs (fixed seed): a check that crashes instead of explaining would
+    # end `virtstack validate` with a traceback.
+    import random
+    import string
+
+    from virtstack.spec import check_uri
+
+    rng = random.Random(11)
+    alphabet = string.printable + "é[]@:%?&;=#/\x00"
+    seeds = [
+        "qemu+ssh://u@h:22/system?keyfile=/k&known_hosts=/kh",
+        "qemu+tls://[::1]:16514/system?pkipath=/p",
+        "qemu:///system?socket=/s",
+    ]
+    outcomes = {"accepted": 0, "refused": 0}
+    for _ in range(5000):
+        chars = list(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            pos = rng.randrange(len(chars))
+            if rng.random() < 0.5:
+                chars.insert(pos, rng.choice(alphabet))
+            else:
+                chars[pos] = rng.choice(alphabet)
+        try:
+            check_uri("".join(chars))
+            outcomes["accepted"] += 1
+        except ValueError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 1000 and outcomes["accepted"] > 100, outcomes
