@@ -22,14 +22,6 @@ def qcow2(path: Path, backing: Path | None = None) -> Path:
     return path
 
 
-class Project(PulumiProject):
-    extra_env: dict[str, str]
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**super().env, **self.extra_env}
-
-
 @pytest.mark.parametrize("case", ["host file", "backing file", "disguised format"])
 def test_a_hostile_image_stops_up_before_any_libvirt_call(
     tmp_path: Path, real_parts: None, case: str
@@ -52,7 +44,7 @@ def test_a_hostile_image_stops_up_before_any_libvirt_call(
     spec["vms"] = {f"{prefix}-vm": {"image": "evil", "vcpus": 1, "memory": "256MiB", "disk": "1GiB"}}
     spec_file = tmp_path / "stack.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
-    project = Project(stack=prefix, backend=tmp_path / "state", spec_file=spec_file)
+    project = PulumiProject(stack=prefix, backend=tmp_path / "state", spec_file=spec_file)
     project.extra_env = {"VIRTSTACK_IMAGE_DIRS": f"{images}:{PROJECT_ROOT / '.virtstack/images'}"}
     project.init()
     try:
