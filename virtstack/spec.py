@@ -270,7 +270,7 @@ _URI_PARAMS: dict[str, dict[str, tuple[str, ...] | None]] = {
         "mode": ("auto", "legacy", "direct"),
         "proxy": ("auto", "netcat", "native"),
     },
-    "qemu+tls": {"pkipath": None, "tls_priority": None, "mode": ("auto", "legacy", "direct")},
+    "qemu+tls": {"pkipath": None, "mode": ("auto", "legacy", "direct")},
     "qemu+tcp": {"mode": ("auto", "legacy", "direct")},
     "qemu+unix": {"socket": None, "mode": ("auto", "legacy", "direct")},
     "qemu": {"socket": None, "mode": ("auto", "legacy", "direct")},
@@ -281,9 +281,11 @@ _URI_PARAM_REASONS = {
     "netcat": "it names a program run on the host instead of nc",
     "no_verify": "it turns off host key / certificate verification",
     "name": "it redirects the connection to another URI on the host",
+    "tls_priority": "it can weaken TLS (e.g. +NULL ciphers)",
 }
 _SSHAUTH_METHODS = {"agent", "privkey", "keyboard", "password"}
 _URI_HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_URI_PATH_RE = re.compile(r"^/[A-Za-z0-9_./-]*$")
 _URI_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -321,8 +323,11 @@ def _uri_params(text: str, scheme: str, query: str, remote_qemu: bool) -> None:
             raise ValueError(
                 f"libvirt URI {_shorten(text)}: {key} must be one of {wanted} (got {_shorten(value)})"
             )
-        if key in _PATH_PARAMS and (not value.startswith("/") or ".." in value.split("/") or "\0" in value):
-            raise ValueError(f"libvirt URI {_shorten(text)}: {key} must be an absolute path")
+        # Plain characters only: libvirt puts `socket` into the shell command it runs on the host.
+        if key in _PATH_PARAMS and (not _URI_PATH_RE.match(value) or ".." in value.split("/")):
+            raise ValueError(
+                f"libvirt URI {_shorten(text)}: {key} must be an absolute path of letters, digits and _.-/"
+            )
         if key == "sshauth" and not (value and set(value.split(",")) <= _SSHAUTH_METHODS):
             methods = ", ".join(sorted(_SSHAUTH_METHODS))
             raise ValueError(f"libvirt URI {_shorten(text)}: sshauth takes a list of {methods}")
