@@ -119,12 +119,24 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ("domain types", {"hosts.node-a.domain_type": "kvm", "hosts.node-b.domain_type": "qemu"}),
     ("pack", {"placement": {"strategy": "pack"}}),
     ("uri tls", {"hosts.node-b.uri": "qemu+tls://node-b.example/system"}),
-    ("uri tcp port", {"hosts.node-b.uri": "qemu+tcp://node-b.example:16509/system"}),
+    (
+        "uri tcp port",
+        {
+            "hosts.node-b.uri": "qemu+tcp://node-b.example:16509/system",
+            "hosts.node-b.insecure_transport": True,
+        },
+    ),
     ("uri unix socket", {"hosts.node-b.uri": "qemu+unix:///system?socket=/run/libvirt/virtqemud-sock"}),
     ("uri session", {"hosts.node-b.uri": "qemu:///session"}),
     ("uri test", {"hosts.node-b.uri": "test:///default"}),
-    ("uri ssh keyfile", {"hosts.node-b.uri": "qemu+ssh://ops@node-b:2222/system?keyfile=/k&no_verify=1"}),
-    ("image url", {"images.debian-12.source": "https://example.org/debian-12.qcow2?x=1"}),
+    ("uri ssh keyfile", {"hosts.node-b.uri": "qemu+ssh://ops@node-b:2222/system?keyfile=/k&known_hosts=/kh"}),
+    (
+        "image url",
+        {
+            "images.debian-12.source": "https://example.org/debian-12.qcow2?x=1",
+            "images.debian-12.sha256": "a" * 64,
+        },
+    ),
     ("image img with format", {"images.debian-12": {"source": "d.img", "format": "qcow2"}}),
     ("image raw", {"images.debian-12.source": "/srv/images/d.raw"}),
     ("sizes in bytes", {"vms.web.memory": 536870912, "vms.web.disk": "4294967296"}),
@@ -524,7 +536,7 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "image ftp",
         {"images.debian-12.source": "ftp://example.org/d.qcow2"},
-        lines("images.debian-12.source: unsupported URL scheme 'ftp' (use http, https or a local path)"),
+        lines("images.debian-12.source: unsupported URL scheme 'ftp' (use https or a local path)"),
     ),
     (
         "image url without host",
