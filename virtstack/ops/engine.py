@@ -376,6 +376,13 @@ class Engine:
     ) -> list[events.EngineEvent]:
         """Run the stack handle's `method` (an Automation API operation, or _Stack.apply) with the
         engine's events collected; returns them.  `create`: open the stack, creating it if needed."""
+        # Locks first: opening the stack reads its checkpoint, which a live update may be rewriting
+        # at that moment ("failed to load checkpoint: EOF" instead of naming the holder).
+        held = self._clear_stale_locks(stack)
+        if held:
+            # Fail fast: previewing against a stack another update is changing gives a plan that is
+            # stale before it is shown, and applying it would fail on the lock anyway.
+            raise self._locked(stack, held)
         handle = self._stack(stack, create=create)
         seen: list[events.EngineEvent] = []
         output: list[str] = []
@@ -391,11 +398,6 @@ class Engine:
             with lock:
                 output.append(line)
 
-        held = self._clear_stale_locks(stack)
-        if held:
-            # Fail fast: previewing against a stack another update is changing gives a plan that is
-            # stale before it is shown, and applying it would fail on the lock anyway.
-            raise self._locked(stack, held)
         try:
             getattr(handle, method)(**kwargs, **_quiet(collect, keep))
         except ConcurrentUpdateError:

@@ -442,14 +442,20 @@ class VolumeProvider(_Provider):
         where = f"volume {props['name']} in pool {props['pool']} on host {props.get('host') or props['uri']}"
         if not ownership.volume_is_ours(pool, props["name"], props):
             return f"{where} exists and is not this stack's ({props.get('owner')}): it is left alone"
-        if props.get("role") in ("root", "data"):
-            mismatch = _mismatch(vol, props)
-            if mismatch:
-                return (
-                    f"{where} exists with {mismatch}: virtstack never deletes an existing disk "
-                    "(restore the right one from the trash, or remove it by hand)"
-                )
         return None
+
+    def adoption_problem(self, vol: libvirt.virStorageVol, props: dict[str, Any]) -> str | None:
+        """At create: a disk of this stack already there must be what is asked. (Not at check: the
+        engine checks a replacement as a new object while the disk it replaces still exists.)"""
+        mismatch = _mismatch(vol, props) if props.get("role") in ("root", "data") else None
+        if not mismatch:
+            return None
+        host = props.get("host") or props["uri"]
+        return (
+            f"volume {props['name']} in pool {props['pool']} on host {host} exists with {mismatch}: "
+            "virtstack never deletes an existing disk (restore the right one from the trash, or remove "
+            "it by hand)"
+        )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         def op(conn: libvirt.virConnect) -> dict[str, Any]:
@@ -465,6 +471,9 @@ class VolumeProvider(_Provider):
                 # guest may already run on it. An image or seed (no data) whose upload may have been
                 # cut short is made afresh.
                 if role in ("root", "data"):
+                    problem = self.adoption_problem(existing, props)
+                    if problem:
+                        raise OwnershipError(problem)
                     return _volume_outputs(existing, props)
                 existing.delete(0)
             with tempfile.TemporaryDirectory(prefix="virtstack-") as workdir:
