@@ -111,7 +111,8 @@ def test_connections_send_keepalives(fake_libvirt: dict[str, Any]):
 def test_an_open_broken_by_grpc_fork_handlers_is_tried_again(fake_libvirt: dict[str, Any]):
     fake_libvirt["fail_first"] = (
         "Cannot recv data: E1128 07:42:17.929769 12985 ev_epoll1_linux.cc:373] (event_engine) "
-        "Epoll1Poller:0x555830b12ca0 encountered epoll_wait error: Bad file descriptor: Connection reset by peer"
+        "Epoll1Poller:0x555830b12ca0 encountered epoll_wait error: Bad file descriptor: "
+        "Connection reset by peer"
     )
     conn = connection.with_connection(GOOD, lambda c: c)
     assert isinstance(conn, FakeConn)

@@ -201,29 +201,33 @@ def _open_bounded(uri: str) -> libvirt.virConnect:
     blocked for good. The helper thread is abandoned then (it holds no lock of ours) and closes the
     connection itself should the open ever complete.
     """
-    state: dict[str, object] = {}
+    opened: list[libvirt.virConnect] = []
+    failed: list[BaseException] = []
+    abandoned = threading.Event()
     finished = threading.Event()
     guard = threading.Lock()
 
     def run() -> None:
+        conn = None
         try:
             conn = libvirt.open(uri)
         except BaseException as err:  # handed to the waiting thread
-            state["error"] = err
-            conn = None
+            failed.append(err)
         with guard:
-            if state.get("abandoned") and conn is not None:
-                with contextlib.suppress(libvirt.libvirtError):
-                    conn.close()
+            if abandoned.is_set():
+                if conn is not None:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        conn.close()
                 return
-            state["conn"] = conn
+            if conn is not None:
+                opened.append(conn)
             finished.set()
 
     threading.Thread(target=run, name=f"libvirt-open {display_uri(uri)}", daemon=True).start()
     finished.wait(OPEN_TIMEOUT)
     with guard:
         if not finished.is_set():
-            state["abandoned"] = True
+            abandoned.set()
             message = (
                 f"libvirt host {display_uri(uri)} did not answer within {OPEN_TIMEOUT:.0f}s "
                 "(VIRTSTACK_CONNECT_TIMEOUT); is the host or its daemon hung?"
@@ -231,9 +235,9 @@ def _open_bounded(uri: str) -> libvirt.virConnect:
             with _lock:
                 _hung[uri] = (time.monotonic() + OPEN_TIMEOUT, message)
             raise HostUnreachable(message)
-    if "error" in state:
-        raise state["error"]  # type: ignore[misc]
-    return state["conn"]  # type: ignore[return-value]
+    if failed:
+        raise failed[0]
+    return opened[0]
 
 
 def _drop(key: tuple[str, int]) -> None:
