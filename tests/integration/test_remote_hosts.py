@@ -36,6 +36,8 @@ TRANSPORT_ERRORS = (
     "Connection reset",
     "Epoll1Poller",
     "End of file",
+    "client socket is closed",
+    "Broken pipe",
 )
 
 
@@ -301,8 +303,9 @@ def test_a_hung_host_fails_with_its_name_while_the_other_host_carries_on(
             "networks": [f"{prefix}-ln"],
             "pools": [f"{prefix}-l"],
         }
-        # One open timeout (plus the engine's own start and the local work), not one per operation.
-        assert elapsed < timeout * 4 + 60, elapsed
+        # One open timeout plus the engine's own start and the local work (measured 11.8 s with 8 s);
+        # libvirt alone would have waited for good.
+        assert elapsed < timeout * 2 + 40, elapsed
         print(f"hung host: up failed after {elapsed:.1f}s (open timeout {timeout}s)")
     finally:
         server.close()

@@ -17,6 +17,7 @@ from virtstack.provider import connection
 
 HUNG = "qemu+ssh://root@127.0.0.1:1/system?keyfile=/k"
 GOOD = "qemu+tls://127.0.0.1:16514/system?pkipath=/p"
+SSH = "qemu+ssh://root@127.0.0.1:2222/system?keyfile=/k"
 
 
 class FakeConn:
@@ -108,23 +109,38 @@ def test_connections_send_keepalives(fake_libvirt: dict[str, Any]):
     assert connection.KEEPALIVE_INTERVAL * (connection.KEEPALIVE_COUNT + 1) <= 30
 
 
-def test_an_open_broken_by_grpc_fork_handlers_is_tried_again(fake_libvirt: dict[str, Any]):
-    fake_libvirt["fail_first"] = (
-        "Cannot recv data: E1128 07:42:17.929769 12985 ev_epoll1_linux.cc:373] (event_engine) "
-        "Epoll1Poller:0x555830b12ca0 encountered epoll_wait error: Bad file descriptor: "
-        "Connection reset by peer"
-    )
-    conn = connection.with_connection(GOOD, lambda c: c)
+BROKEN_BY_GRPC = (
+    "Cannot recv data: E1128 07:42:17.929769 12985 ev_epoll1_linux.cc:373] (event_engine) "
+    "Epoll1Poller:0x555830b12ca0 encountered epoll_wait error: Bad file descriptor: Connection reset by peer",
+    "internal error: client socket is closed",
+    "Cannot write data: Broken pipe",
+)
+
+
+@pytest.mark.parametrize("message", BROKEN_BY_GRPC)
+def test_an_ssh_open_is_tried_again_where_grpc_fork_handlers_are_on(
+    fake_libvirt: dict[str, Any], monkeypatch: pytest.MonkeyPatch, message: str
+):
+    monkeypatch.delenv("GRPC_ENABLE_FORK_SUPPORT", raising=False)  # grpcio's default: on
+    fake_libvirt["fail_first"] = message
+    conn = connection.with_connection(SSH, lambda c: c)
     assert isinstance(conn, FakeConn)
-    assert fake_libvirt["opens"] == [GOOD, GOOD]
+    assert fake_libvirt["opens"] == [SSH, SSH]
 
 
-def test_other_open_errors_are_not_retried_and_name_the_host(fake_libvirt: dict[str, Any]):
+@pytest.mark.parametrize(("uri", "fork_support"), [(SSH, "false"), (GOOD, None)])
+def test_other_open_errors_are_not_retried_and_name_the_host(
+    fake_libvirt: dict[str, Any], monkeypatch: pytest.MonkeyPatch, uri: str, fork_support: str | None
+):
+    if fork_support is None:
+        monkeypatch.delenv("GRPC_ENABLE_FORK_SUPPORT", raising=False)
+    else:
+        monkeypatch.setenv("GRPC_ENABLE_FORK_SUPPORT", fork_support)
     fake_libvirt["fail_first"] = "Cannot recv data: Host key verification failed.: Connection reset by peer"
     with pytest.raises(connection.HostUnreachable) as caught:
-        connection.with_connection(GOOD, lambda c: c)
-    assert str(caught.value).startswith("libvirt host qemu+tls://127.0.0.1:16514/system: Cannot recv data")
-    assert fake_libvirt["opens"] == [GOOD]
+        connection.with_connection(uri, lambda c: c)
+    assert str(caught.value).startswith(f"libvirt host {connection.display_uri(uri)}: Cannot recv data")
+    assert fake_libvirt["opens"] == [uri]
 
 
 def test_passwords_never_reach_messages():
