@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import threading
@@ -342,3 +343,61 @@ def test_ssh_opens_beside_a_busy_grpc_server_in_the_engines_environment(real_par
     print(f"ssh opens beside gRPC: {result}")
     assert result["rpcs"] > 0  # the server really was busy
     assert result["failures"] == 0, result
+
+
+# ------------------------------------------------------------------ a host that hangs mid-operation
+
+
+def test_a_host_that_stops_answering_is_cut_off_by_keepalive_while_another_carries_on(
+    real_parts: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An open connection to the TLS host, then its daemon frozen (SIGSTOP, at most ~60 s): the next
+    operation fails naming the host once keepalive gives up and the reopen times out, while the ssh
+    host keeps answering. Without keepalive the call would wait for good."""
+    import libvirt
+
+    from virtstack.provider import connection
+
+    ssh_uri, tls_uri = start_host("ssh-host.sh"), start_host("tls-host.sh")
+    instances = Path(os.environ.get("VIRTSTACK_INSTANCES", "/var/lib/virtstack/instances"))
+    pid = int((instances / "tls-host" / "pid" / "libvirtd.pid").read_text())
+    monkeypatch.setattr(connection, "OPEN_TIMEOUT", 5.0)
+    outcome: list[BaseException | object] = []
+    opened, frozen = threading.Event(), threading.Event()
+
+    def caller_thread() -> None:
+        # One thread throughout: it keeps its connection slot, so the second call uses the
+        # connection opened (with keepalive) before the freeze.
+        connection.with_connection(tls_uri, lambda c: c.getVersion())
+        opened.set()
+        frozen.wait(30)
+        try:
+            outcome.append(connection.with_connection(tls_uri, lambda c: c.listAllDomains()))
+        except BaseException as err:
+            outcome.append(err)
+
+    bound = connection.KEEPALIVE_INTERVAL * (connection.KEEPALIVE_COUNT + 1) + connection.OPEN_TIMEOUT + 15
+    caller = threading.Thread(target=caller_thread, daemon=True)
+    caller.start()
+    assert opened.wait(30)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        frozen.set()
+        time.sleep(1)
+        # The other host carries on meanwhile.
+        assert connection.with_connection(ssh_uri, lambda c: c.getVersion()) > 0
+        caller.join(bound)
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert not caller.is_alive(), f"the operation on the frozen host still waits after {bound:.0f}s"
+    assert len(outcome) == 1 and isinstance(outcome[0], connection.HostUnreachable), outcome
+    assert "qemu+tls://127.0.0.1" in str(outcome[0]), outcome[0]
+    # Keepalive cut the frozen connection (~20 s), then the reopen timed out (5 s).
+    assert elapsed > connection.KEEPALIVE_INTERVAL * connection.KEEPALIVE_COUNT, elapsed
+    print(f"frozen host: operation failed after {elapsed:.1f}s: {outcome[0]}")
+    # Thawed, the host is usable again once the short memo of its timeout has passed.
+    time.sleep(connection.OPEN_TIMEOUT)
+    assert connection.with_connection(tls_uri, lambda c: c.getVersion()) > 0
+    assert libvirt.getVersion() > 0
