@@ -20,7 +20,6 @@ import time
 import grpc
 import libvirt
 
-
 DAEMON_AWAY = ("virt-ssh-helper: cannot connect", "Failed to connect socket")
 
 
