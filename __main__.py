@@ -35,6 +35,7 @@ def main() -> None:
                 connections=resolve_connections(spec, PROJECT_ROOT),
                 images=images,
                 previous_placement=previous_placement(stack),
+                project=pulumi.get_project(),
             ),
         )
     except VirtstackError as err:

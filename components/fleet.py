@@ -9,6 +9,7 @@ import pulumi
 
 from components.host import Host, HostArgs
 from components.libvirt_args import Connection, ResolvedImage
+from virtstack.contract import Owner
 from virtstack.placement import plan
 from virtstack.spec import StackSpec
 
@@ -21,6 +22,7 @@ class FleetArgs:
     connections: dict[str, Connection]  # per host, domain type already resolved
     images: dict[str, ResolvedImage]
     previous_placement: Mapping[str, str] = field(default_factory=dict)  # vm → host of the last run
+    project: str = "virtstack"  # with `stack`, the owner recorded on every libvirt object
 
 
 class Fleet(pulumi.ComponentResource):
@@ -41,7 +43,7 @@ class Fleet(pulumi.ComponentResource):
                 HostArgs(
                     connection=args.connections[host_name],
                     spec=host_spec,
-                    stack=args.stack,
+                    owner=Owner(args.project, args.stack),
                     images={i: args.images[i] for i in sorted(used_images)},
                     vms=placed,
                 ),

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 import pulumi
 
 from components.hypervisor import Hypervisor, HypervisorArgs
-from components.libvirt_args import Connection, ResolvedImage
+from components.libvirt_args import Connection, PoolPlace, ResolvedImage
 from components.vm import VirtualMachine, VirtualMachineArgs
+from virtstack.contract import Owner
 from virtstack.fleet import VmInstance, resolve_pool
 from virtstack.spec import HostSpec
 
@@ -19,7 +20,7 @@ HostConnection = Connection
 class HostArgs:
     connection: Connection
     spec: HostSpec
-    stack: str
+    owner: Owner
     images: dict[str, ResolvedImage]  # the images VMs placed here use
     vms: list[VmInstance] = field(default_factory=list)  # VMs placed on this host, with their pool
 
@@ -43,6 +44,7 @@ class Host(pulumi.ComponentResource):
             f"{name}-hypervisor",
             HypervisorArgs(
                 connection=args.connection,
+                owner=args.owner,
                 spec=args.spec,
                 images=args.images,
                 bases=frozenset((pools[vm.name], vm.image) for vm in args.vms),
@@ -56,16 +58,17 @@ class Host(pulumi.ComponentResource):
                 vm.name,
                 VirtualMachineArgs(
                     connection=args.connection,
-                    stack=args.stack,
+                    owner=args.owner,
                     vm=vm,
-                    pool=pool,
+                    place=PoolPlace(pool, args.spec.pools[pool].external, args.owner),
                     image=args.images[vm.image],
                     base_volume=self.hypervisor.base_volumes[(pool, vm.image)],
                     pool_resource=self.hypervisor.pools[pool],
                     networks=[self.hypervisor.networks[n] for n in vm.networks],
                     network_specs={n: args.spec.networks[n] for n in vm.networks},
                 ),
-                pulumi.ResourceOptions(parent=self.hypervisor),
+                # protect: true — the engine refuses to delete the VM or its disks (children inherit it).
+                pulumi.ResourceOptions(parent=self.hypervisor, protect=vm.protect),
             )
         self.uri = args.connection.uri
         self.register_outputs({"uri": self.uri, "domain_type": args.connection.domain_type})

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components import libvirt_args as la
+from virtstack.contract import Owner
 from virtstack.provider.resources import Network, Pool, Volume
 from virtstack.spec import HostSpec
 
@@ -14,6 +15,7 @@ from virtstack.spec import HostSpec
 @dataclass(frozen=True)
 class HypervisorArgs:
     connection: la.Connection
+    owner: Owner
     spec: HostSpec
     images: dict[str, la.ResolvedImage]  # images used on this host
     bases: frozenset[tuple[str, str]] = frozenset()  # (pool, image) pairs that VMs here need
@@ -29,13 +31,17 @@ class Hypervisor(pulumi.ComponentResource):
         conn = args.connection
         self.pools = {
             pool: Pool(
-                f"{name}-pool-{pool}", la.pool_props(conn, pool, spec), pulumi.ResourceOptions(parent=self)
+                f"{name}-pool-{pool}",
+                la.pool_props(conn, args.owner, pool, spec),
+                pulumi.ResourceOptions(parent=self),
             )
             for pool, spec in args.spec.pools.items()
         }
         self.networks = {
             net: Network(
-                f"{name}-net-{net}", la.network_props(conn, net, spec), pulumi.ResourceOptions(parent=self)
+                f"{name}-net-{net}",
+                la.network_props(conn, args.owner, net, spec),
+                pulumi.ResourceOptions(parent=self),
             )
             for net, spec in args.spec.networks.items()
         }
@@ -46,7 +52,9 @@ class Hypervisor(pulumi.ComponentResource):
             image = args.images[image_name]
             self.base_volumes[(pool, image_name)] = Volume(
                 f"{name}-image-{pool}-{image_name}",
-                la.base_volume_props(conn, pool, image),
+                la.base_volume_props(
+                    conn, la.PoolPlace(pool, args.spec.pools[pool].external, args.owner), image
+                ),
                 pulumi.ResourceOptions(parent=self, depends_on=[self.pools[pool]]),
             )
         self.register_outputs(

@@ -14,6 +14,8 @@ from typing import Any
 
 import pulumi
 
+from virtstack import contract
+from virtstack.contract import Owner
 from virtstack.fleet import VmInstance
 from virtstack.spec import NetworkSpec, PoolSpec
 from virtstack.validate import dhcp_range
@@ -49,12 +51,25 @@ def bridge_name(host: str, network: str) -> str:
     return f"vs-{digest}"
 
 
-def pool_props(conn: Connection, name: str, pool: PoolSpec) -> dict[str, Any]:
-    return {"uri": conn.uri, "name": name, "path": pool.path}
+def pool_props(conn: Connection, owner: Owner, name: str, pool: PoolSpec) -> dict[str, Any]:
+    props: dict[str, Any] = {"uri": conn.uri, "host": conn.host, "owner": str(owner), "name": name}
+    if pool.path is not None:
+        props["path"] = pool.path
+    if pool.external:
+        props["external"] = True
+    return props
 
 
-def network_props(conn: Connection, name: str, net: NetworkSpec) -> dict[str, Any]:
-    props: dict[str, Any] = {"uri": conn.uri, "name": name, "mode": net.mode}
+def network_props(conn: Connection, owner: Owner, name: str, net: NetworkSpec) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "uri": conn.uri,
+        "host": conn.host,
+        "owner": str(owner),
+        "name": name,
+        "mode": net.mode,
+    }
+    if net.external:
+        props["external"] = True
     if net.mode == "bridge":
         props["bridge"] = net.bridge
         return props
@@ -67,15 +82,37 @@ def network_props(conn: Connection, name: str, net: NetworkSpec) -> dict[str, An
     return props
 
 
-def base_volume_name(image: ResolvedImage) -> str:
-    return f"{image.name}-{image.fingerprint[:12]}.{image.format}"
+@dataclass(frozen=True)
+class PoolPlace:
+    """Where a VM's volumes go: the pool, whether it is shared (`external`), and who owns them."""
+
+    pool: str
+    external: bool
+    owner: Owner
+
+    def volume_name(self, name: str) -> str:
+        return contract.external_volume_name(self.owner.stack, name) if self.external else name
+
+    def props(self, conn: Connection) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            "uri": conn.uri,
+            "host": conn.host,
+            "owner": str(self.owner),
+            "pool": self.pool,
+        }
+        if self.external:
+            props["pool_external"] = True
+        return props
 
 
-def base_volume_props(conn: Connection, pool: str, image: ResolvedImage) -> dict[str, Any]:
+def base_volume_name(place: PoolPlace, image: ResolvedImage) -> str:
+    return place.volume_name(contract.base_volume_name(image.name, image.fingerprint, image.format))
+
+
+def base_volume_props(conn: Connection, place: PoolPlace, image: ResolvedImage) -> dict[str, Any]:
     return {
-        "uri": conn.uri,
-        "pool": pool,
-        "name": base_volume_name(image),
+        **place.props(conn),
+        "name": base_volume_name(place, image),
         "role": "base",
         "format": image.format,
         "source": image.source,
@@ -83,13 +120,25 @@ def base_volume_props(conn: Connection, pool: str, image: ResolvedImage) -> dict
     }
 
 
+def root_volume_name(place: PoolPlace, vm: VmInstance) -> str:
+    return place.volume_name(contract.root_volume_name(vm.name))
+
+
+def data_volume_name(place: PoolPlace, vm: VmInstance, disk: str) -> str:
+    return place.volume_name(contract.data_volume_name(vm.name, disk))
+
+
+def seed_volume_name(place: PoolPlace, vm: VmInstance) -> str:
+    return place.volume_name(contract.seed_volume_name(vm.name))
+
+
 def root_volume_props(
-    conn: Connection, pool: str, vm: VmInstance, image: ResolvedImage, base_path: pulumi.Input[str]
+    conn: Connection, place: PoolPlace, vm: VmInstance, image: ResolvedImage, base_path: pulumi.Input[str]
 ) -> dict[str, Any]:
     return {
-        "uri": conn.uri,
-        "pool": pool,
-        "name": f"{vm.name}-root.qcow2",
+        **place.props(conn),
+        "name": root_volume_name(place, vm),
+        "vm": vm.name,
         "role": "root",
         "format": "qcow2",
         "size": vm.disk_bytes,
@@ -98,11 +147,13 @@ def root_volume_props(
     }
 
 
-def data_volume_props(conn: Connection, pool: str, vm: VmInstance, disk: str, size: int) -> dict[str, Any]:
+def data_volume_props(
+    conn: Connection, place: PoolPlace, vm: VmInstance, disk: str, size: int
+) -> dict[str, Any]:
     return {
-        "uri": conn.uri,
-        "pool": pool,
-        "name": f"{vm.name}-{disk}.qcow2",
+        **place.props(conn),
+        "name": data_volume_name(place, vm, disk),
+        "vm": vm.name,
         "role": "data",
         "format": "qcow2",
         "size": size,
@@ -111,16 +162,16 @@ def data_volume_props(conn: Connection, pool: str, vm: VmInstance, disk: str, si
 
 def seed_volume_props(
     conn: Connection,
-    pool: str,
+    place: PoolPlace,
     vm: VmInstance,
     user_data: pulumi.Input[str],
     meta_data: str,
     network_config: str | None,
 ) -> dict[str, Any]:
     return {
-        "uri": conn.uri,
-        "pool": pool,
-        "name": f"{vm.name}-seed.iso",
+        **place.props(conn),
+        "name": seed_volume_name(place, vm),
+        "vm": vm.name,
         "role": "seed",
         "format": "raw",
         "user_data": user_data,
@@ -136,8 +187,8 @@ def console_log_path(vm: VmInstance) -> str:
 
 def domain_props(
     conn: Connection,
-    stack: str,
-    pool: str,
+    owner: Owner,
+    place: PoolPlace,
     vm: VmInstance,
     volumes: Sequence[tuple[str, pulumi.Input[str]]],
     seed_volume: pulumi.Input[str],
@@ -145,14 +196,15 @@ def domain_props(
     """`volumes`: (volume name, volume generation) for the root disk first, then data disks. The
     generations are outputs of the volume resources, so a replaced volume changes the domain."""
     disks: list[dict[str, Any]] = [
-        {"pool": pool, "volume": name, "generation": generation, "device": "disk", "format": "qcow2"}
+        {"pool": place.pool, "volume": name, "generation": generation, "device": "disk", "format": "qcow2"}
         for name, generation in volumes
     ]
-    disks.append({"pool": pool, "volume": seed_volume, "device": "cdrom", "format": "raw"})
+    disks.append({"pool": place.pool, "volume": seed_volume, "device": "cdrom", "format": "raw"})
     return {
         "uri": conn.uri,
+        "host": conn.host,
+        "owner": str(owner),
         "name": vm.name,
-        "stack": stack,
         "domain_type": conn.domain_type,
         "cpu_mode": conn.cpu_mode or "",
         "tb_cache_mib": TCG_TB_CACHE_MIB if conn.domain_type == "qemu" else 0,

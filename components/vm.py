@@ -8,6 +8,7 @@ import pulumi
 
 from components import libvirt_args as la
 from virtstack.cloudinit import render_meta_data, render_network_config, render_user_data
+from virtstack.contract import Owner
 from virtstack.fleet import VmInstance
 from virtstack.provider.resources import Domain, Network, Pool, Volume
 from virtstack.spec import NetworkSpec
@@ -16,9 +17,9 @@ from virtstack.spec import NetworkSpec
 @dataclass(frozen=True)
 class VirtualMachineArgs:
     connection: la.Connection
-    stack: str
+    owner: Owner
     vm: VmInstance
-    pool: str
+    place: la.PoolPlace
     image: la.ResolvedImage
     base_volume: Volume
     pool_resource: Pool
@@ -36,15 +37,17 @@ class VirtualMachine(pulumi.ComponentResource):
         self, name: str, args: VirtualMachineArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("virtstack:vm:VirtualMachine", name, None, opts)
-        conn, vm, pool = args.connection, args.vm, args.pool
+        conn, vm, place = args.connection, args.vm, args.place
         in_pool = pulumi.ResourceOptions(parent=self, depends_on=[args.pool_resource])
 
         self.root_disk = Volume(
-            f"{name}-root", la.root_volume_props(conn, pool, vm, args.image, args.base_volume.path), in_pool
+            f"{name}-root",
+            la.root_volume_props(conn, place, vm, args.image, args.base_volume.path),
+            in_pool,
         )
         # Data disks depend on nothing the domain has: changing the VM never replaces them.
         self.data_disks = {
-            disk: Volume(f"{name}-data-{disk}", la.data_volume_props(conn, pool, vm, disk, size), in_pool)
+            disk: Volume(f"{name}-data-{disk}", la.data_volume_props(conn, place, vm, disk, size), in_pool)
             for disk, size in vm.data_disks
         }
         # User data can hold passwords: it is a secret from here to the state file.
@@ -53,18 +56,18 @@ class VirtualMachine(pulumi.ComponentResource):
         self.seed = Volume(
             f"{name}-seed",
             la.seed_volume_props(
-                conn, pool, vm, user_data, render_meta_data(vm, network_config), network_config
+                conn, place, vm, user_data, render_meta_data(vm, network_config), network_config
             ),
             in_pool,
         )
-        seed_name = la.seed_volume_props(conn, pool, vm, "", "", None)["name"]
-        volumes = [(f"{vm.name}-root.qcow2", self.root_disk.generation)] + [
-            (f"{vm.name}-{disk}.qcow2", vol.generation) for disk, vol in self.data_disks.items()
+        seed_name = la.seed_volume_name(place, vm)
+        volumes = [(la.root_volume_name(place, vm), self.root_disk.generation)] + [
+            (la.data_volume_name(place, vm, disk), vol.generation) for disk, vol in self.data_disks.items()
         ]
         self.domain = Domain(
             f"{name}-domain",
             la.domain_props(
-                conn, args.stack, pool, vm, volumes, self.seed.generation.apply(lambda _gen: seed_name)
+                conn, args.owner, place, vm, volumes, self.seed.generation.apply(lambda _gen: seed_name)
             ),
             pulumi.ResourceOptions(
                 parent=self,
@@ -85,5 +88,6 @@ class VirtualMachine(pulumi.ComponentResource):
             "networks": [nic.network for nic in vm.nics],
             "hostname": vm.hostname,
             "console_log": la.console_log_path(vm),
+            "running_wanted": vm.running,
         }
         self.register_outputs(self.outputs)

@@ -7,9 +7,7 @@ set -euo pipefail
 cd "$VIRTSTACK_ROOT"
 stack=${1:-dev}
 
-pulumi stack select --create "$stack" --non-interactive >/dev/null
-pulumi up --yes --skip-preview --stack "$stack" --non-interactive
-
-echo
-echo "VMs of stack $stack:"
-pulumi stack output vms --json --stack "$stack" | .venv/bin/python -m virtstack.status
+# The one front door: the same preview, data-loss guard and VM state check as `virtstack up` (a plan
+# that would destroy a disk holding data stops here, with the disks named). It ends by printing each
+# VM, its host and the state libvirt reports.
+.venv/bin/virtstack up --yes -s "$stack"

@@ -1,10 +1,11 @@
 """Count expansion: from VM groups in a StackSpec to concrete VM instances.
 
 Public API:
-    expand_fleet(spec: StackSpec) -> list[VmInstance]
+    expand_fleet(spec: StackSpec, deployed=()) -> list[VmInstance]
         One VmInstance per VM, in file order (group order, then index).
-    expand_group(group: str, vm: VmSpec) -> list[VmInstance]
-    instance_names(group: str, count: int) -> list[str]
+        ``deployed``: VM names of the previous deployment (see the naming rule).
+    expand_group(group: str, vm: VmSpec, deployed=()) -> list[VmInstance]
+    instance_names(group: str, count: int, deployed=()) -> list[str]
     derive_mac(vm_name: str, nic_index: int) -> str
     offset_ip(base: IPv4Address, offset: int) -> IPv4Address | None
     resolve_pool(host: HostSpec, pool: str | None) -> str | None
@@ -12,8 +13,13 @@ Public API:
     VmInstance, NicInstance  (frozen dataclasses)
 
 Expansion rules:
-    * ``count`` 1 (or omitted) keeps the group name; ``count: 3`` on ``web``
-      gives ``web-1``, ``web-2``, ``web-3`` (index is 1-based either way).
+    * Names never depend on ``count``: the first instance is named after the
+      group, the others ``<group>-2``, ``<group>-3``…  ``count: 3`` on ``web``
+      gives ``web``, ``web-2``, ``web-3``; growing a group adds names and never
+      renames a VM, shrinking removes the highest-numbered ones.
+    * Stacks deployed before that rule called the first of several instances
+      ``<group>-1``: when the previous deployment has a ``<group>-1`` (and no
+      ``<group>``), instance 1 keeps that name, so no deployed VM is renamed.
     * A NIC ``ip`` is the first instance's address; instance k gets ip + k-1.
     * A NIC without ``mac`` gets ``52:54:00`` (QEMU's locally administered
       prefix) + the first 3 bytes of sha256("<instance name>/nic<index>"):
@@ -26,6 +32,7 @@ Expansion rules:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -83,6 +90,7 @@ class VmInstance:
     host: str | None
     running: bool
     autostart: bool
+    protect: bool = False
 
     @property
     def total_disk_bytes(self) -> int:
@@ -106,10 +114,9 @@ class VmInstance:
         return tuple(dict.fromkeys(nic.network for nic in self.nics))
 
 
-def instance_names(group: str, count: int) -> list[str]:
-    if count == 1:
-        return [group]
-    return [f"{group}-{i}" for i in range(1, count + 1)]
+def instance_names(group: str, count: int, deployed: Collection[str] = ()) -> list[str]:
+    first = f"{group}-1" if f"{group}-1" in deployed and group not in deployed else group
+    return [first] + [f"{group}-{i}" for i in range(2, count + 1)]
 
 
 def derive_mac(vm_name: str, nic_index: int) -> str:
@@ -125,10 +132,10 @@ def offset_ip(base: IPv4Address, offset: int) -> IPv4Address | None:
     return IPv4Address(value)
 
 
-def expand_group(group: str, vm: VmSpec) -> list[VmInstance]:
+def expand_group(group: str, vm: VmSpec, deployed: Collection[str] = ()) -> list[VmInstance]:
     data_disks = tuple((disk.name, disk.size) for disk in vm.data_disks)
     instances = []
-    for offset, name in enumerate(instance_names(group, vm.count)):
+    for offset, name in enumerate(instance_names(group, vm.count, deployed)):
         nics = tuple(
             NicInstance(
                 network=nic.network,
@@ -155,23 +162,26 @@ def expand_group(group: str, vm: VmSpec) -> list[VmInstance]:
                 host=vm.host,
                 running=vm.running,
                 autostart=vm.autostart,
+                protect=vm.protect,
             )
         )
     return instances
 
 
-def expand_fleet(spec: StackSpec) -> list[VmInstance]:
+def expand_fleet(spec: StackSpec, deployed: Collection[str] = ()) -> list[VmInstance]:
     """Every VM instance of the stack, in file order (a new list each call).
 
     Memoised on the (frozen) spec: loading validates the expanded fleet and placement expands it
     again, which was a fifth of `virtstack validate` on a 10,000-VM stack."""
+    # A deployed `<group>-1` that is itself a group of the file is that group's VM, not a legacy name.
+    key = frozenset(deployed) - frozenset(spec.vms)
     memo = spec._fleet_memo
-    if memo is not None and memo[0] is spec.vms:
-        return list(memo[1])
+    if memo is not None and memo[0] is spec.vms and memo[1] == key:
+        return list(memo[2])
     fleet: list[VmInstance] = []
     for group, vm in spec.vms.items():
-        fleet.extend(expand_group(group, vm))
-    spec._fleet_memo = (spec.vms, tuple(fleet))
+        fleet.extend(expand_group(group, vm, key))
+    spec._fleet_memo = (spec.vms, key, tuple(fleet))
     return fleet
 
 

@@ -350,7 +350,8 @@ def plan(
 
     ``spec`` should come from loader.load_spec (already cross-validated).
     """
-    fleet = expand_fleet(spec)
+    # Names the last deployment used keep their VMs (see fleet.instance_names).
+    fleet = expand_fleet(spec, deployed=previous or ())
     placement = place(fleet, spec.hosts, spec.placement.strategy, previous, file=file)
     issues = check_macs(fleet, placement.assignments, spec.hosts, file)
     if issues:

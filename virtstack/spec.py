@@ -68,6 +68,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from virtstack.contract import DEFAULT_TRASH_DAYS, normalise_disk, normalise_memory
 from virtstack.units import MIB, format_size, parse_size
 
 __all__ = [
@@ -154,7 +155,8 @@ def _check_memory(value: object) -> int:
     size = parse_size(value)
     if size < MIN_MEMORY:
         raise ValueError(f"must be at least {format_size(MIN_MEMORY)} (got {format_size(size)})")
-    return size
+    # As libvirt keeps it (whole MiB): what is shown, written and read back is one number.
+    return normalise_memory(size)
 
 
 def _check_positive_size(value: object) -> int:
@@ -164,8 +166,14 @@ def _check_positive_size(value: object) -> int:
     return size
 
 
+def _check_disk_size(value: object) -> int:
+    # As libvirt creates the volume (whole KiB), so a second run finds what it asked for.
+    return normalise_disk(_check_positive_size(value))
+
+
 Memory = Annotated[int, PlainValidator(_check_memory)]
 PositiveSize = Annotated[int, PlainValidator(_check_positive_size)]
+DiskSize = Annotated[int, PlainValidator(_check_disk_size)]
 PositiveInt = Annotated[int, Field(strict=True, ge=1)]
 StrictBool = Annotated[bool, Field(strict=True)]
 
@@ -476,9 +484,20 @@ class Capacity(_Model):
 
 
 class PoolSpec(_Model):
-    """A directory storage pool; ``path`` is on the host."""
+    """A directory storage pool; ``path`` is on the host.
 
-    path: AbsPath
+    ``external: true``: a pool that already exists and that others share (another stack, a person).
+    virtstack checks it exists (and has ``path``, when given) and puts its volumes there under names
+    that carry the stack's name, but never creates, changes or deletes the pool itself."""
+
+    path: AbsPath | None = None
+    external: StrictBool = False
+
+    @model_validator(mode="after")
+    def _check_path(self) -> PoolSpec:
+        if self.path is None and not self.external:
+            raise issues_error([(("path",), "required (only an external pool may leave it out)")])
+        return self
 
 
 class NetworkSpec(_Model):
@@ -489,6 +508,9 @@ class NetworkSpec(_Model):
     """
 
     mode: Literal["nat", "isolated", "bridge"]
+    # An existing network that others share: checked to exist and match, never created, changed or
+    # deleted by virtstack.
+    external: StrictBool = False
     cidr: Cidr | None = None
     dhcp: StrictBool | None = None
     bridge: BridgeName | None = None
@@ -634,7 +656,7 @@ class DataDiskSpec(_Model):
     """An extra empty disk (a pool volume named after the VM and this name)."""
 
     name: Name
-    size: PositiveSize
+    size: DiskSize
 
     @field_validator("name")
     @classmethod
@@ -727,7 +749,7 @@ class VmSpec(_Model):
     pool: Name | None = None
     vcpus: PositiveInt
     memory: Memory
-    disk: PositiveSize
+    disk: DiskSize
     data_disks: list[DataDiskSpec] = Field(default_factory=list)
     nics: list[NicSpec] = Field(default_factory=list)
     cloud_init: CloudInitSpec | None = None
@@ -735,6 +757,9 @@ class VmSpec(_Model):
     host: Name | None = None
     running: StrictBool = True
     autostart: StrictBool = False
+    # Pulumi's protect: nothing deletes this VM or its disks, not even --allow-data-loss, until the
+    # flag is removed (and applied) again.
+    protect: StrictBool = False
 
     @field_validator("user_data")
     @classmethod
@@ -787,6 +812,8 @@ class StackSpec(_Model):
     images: dict[Name, ImageSpec] = Field(default_factory=dict)
     vms: dict[Name, VmSpec] = Field(default_factory=dict)
     placement: PlacementSpec = Field(default_factory=PlacementSpec)
+    # Disks a plan deletes are kept this many days in their pool's trash (`virtstack trash`).
+    trash_days: Annotated[int, Field(strict=True, ge=0, le=3650)] = DEFAULT_TRASH_DAYS
 
     # fleet.expand_fleet's memo, (the vms mapping it expanded, the instances): validation and
     # placement both expand the fleet.  Keyed on the mapping itself, so a model_copy with new vms

@@ -172,6 +172,8 @@ class _Checker:
             self.pool_names.update(host.pools)
             seen_paths: dict[str, str] = {}
             for pool_name, pool in host.pools.items():
+                if pool.path is None:
+                    continue  # an external pool without a path: the host says where it is
                 other = seen_paths.setdefault(pool.path.rstrip("/") or "/", pool_name)
                 if other != pool_name:
                     self.add(

@@ -81,6 +81,7 @@ class PulumiProject:
     backend: Path
     spec_file: Path
     transcript: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -92,6 +93,7 @@ class PulumiProject:
             PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true",
         )
         env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
+        env.update(self.extra_env)
         return env
 
     def pulumi(

@@ -109,7 +109,7 @@ def stack(tmp_path: Path, real_parts: None) -> Iterator[tuple[PulumiProject, Cli
     finally:
         # Even after a failure half-way: nothing of the test may stay in libvirt, the backend or the
         # project directory (the stack's Pulumi.<stack>.yaml).
-        cli("destroy", "--yes")
+        cli("destroy", "--yes", "--allow-data-loss", "--no-trash")
         if any(libvirt_inventory(prefix).values()):
             project.pulumi("destroy", "--yes", "--skip-preview", check=False)
             _force_cleanup(prefix)
@@ -182,7 +182,7 @@ def test_plan_up_drift_heal_inventory_destroy(stack: tuple[PulumiProject, Cli, s
     assert f"{vm1} ansible_host={net}.10" in lines, inventory.stdout
     assert f"{vm2} ansible_host={net}.11" in lines, inventory.stdout
 
-    destroy = cli("destroy", "--yes")
+    destroy = cli("destroy", "--yes", "--allow-data-loss", "--no-trash")
     assert destroy.returncode == 0, _show(destroy)
     assert "Done: 9 deleted in " in destroy.stdout, _show(destroy)
     assert libvirt_inventory(prefix) == NOTHING

@@ -48,6 +48,8 @@ def project(tmp_path: Path, real_parts: None):
     hostname = f"{prefix}-guest"
     spec_file.write_text(yaml.safe_dump(one_vm_spec(prefix, secrets.randbelow(200) + 20, hostname)))
     proj = PulumiProject(stack=prefix, backend=tmp_path / "state", spec_file=spec_file)
+    # Raw `pulumi destroy` keeps deleted disks in the pool's trash by default; this test wants nothing left.
+    proj.extra_env["VIRTSTACK_NO_TRASH"] = "1"
     proj.init()
     proj.prefix = prefix  # type: ignore[attr-defined]
     proj.hostname = hostname  # type: ignore[attr-defined]

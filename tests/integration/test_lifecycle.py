@@ -73,7 +73,7 @@ def rewrite(project: PulumiProject, spec: dict[str, Any]) -> None:
 
 
 def teardown(project: PulumiProject, prefix: str) -> None:
-    project.virtstack("destroy", "-s", project.stack, "--yes")
+    project.virtstack("destroy", "-s", project.stack, "--yes", "--allow-data-loss", "--no-trash")
     project.remove()
     left = libvirt_inventory(prefix)
     if any(left.values()):  # a failed destroy must not poison later runs: remove by hand
@@ -274,7 +274,7 @@ def test_5_crash_mid_apply_then_converge(tmp_path: Path, real_parts: None) -> No
             ok(project.virtstack("up", "-s", project.stack, "--yes"))
             assert all(domain_info(URI, n) and domain_info(URI, n)["running"] for n in names)
             ok(project.virtstack("plan", "-s", project.stack, "--detailed-exitcode"), 0)
-            ok(project.virtstack("destroy", "-s", project.stack, "--yes"))
+            ok(project.virtstack("destroy", "-s", project.stack, "--yes", "--allow-data-loss", "--no-trash"))
             assert libvirt_inventory(prefix) == empty(prefix)
     finally:
         teardown(project, prefix)
@@ -372,5 +372,5 @@ def test_8_spread_over_two_hosts(tmp_path: Path, real_parts: None, second_host: 
             other = next(h for h in uris if h != host)
             assert domain_info(uris[other], name) is None
     finally:
-        ok(project.virtstack("destroy", "-s", project.stack, "--yes"))
+        ok(project.virtstack("destroy", "-s", project.stack, "--yes", "--allow-data-loss", "--no-trash"))
         teardown(project, prefix)

@@ -49,7 +49,7 @@ def test_minimal_user_data_sets_hostname() -> None:
 
 def test_hostname_per_instance() -> None:
     vms = make(count=2, cloud_init={"packages": ["nginx"]})
-    assert [cloud_config(render_user_data(vm))["hostname"] for vm in vms] == ["web-1", "web-2"]
+    assert [cloud_config(render_user_data(vm))["hostname"] for vm in vms] == ["web", "web-2"]
 
 
 def test_full_user_data() -> None:

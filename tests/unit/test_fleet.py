@@ -41,16 +41,34 @@ def host_spec(pools: tuple[str, ...] = ("vms",), networks: tuple[str, ...] = ("l
 
 
 @pytest.mark.parametrize(
-    ("group", "count", "names"),
+    ("group", "count", "deployed", "names"),
     [
-        ("web", 1, ["web"]),
-        ("web", 3, ["web-1", "web-2", "web-3"]),
-        ("db", 2, ["db-1", "db-2"]),
-        ("a", 10, [f"a-{i}" for i in range(1, 11)]),
+        ("web", 1, (), ["web"]),
+        ("web", 3, (), ["web", "web-2", "web-3"]),
+        ("db", 2, (), ["db", "db-2"]),
+        ("a", 10, (), ["a"] + [f"a-{i}" for i in range(2, 11)]),
+        # Growing keeps every earlier name: 1 -> 2 -> 3.
+        ("web", 2, ("web",), ["web", "web-2"]),
+        ("web", 3, ("web", "web-2"), ["web", "web-2", "web-3"]),
+        # Shrinking drops the highest-numbered instances.
+        ("web", 1, ("web", "web-2", "web-3"), ["web"]),
+        # Legacy: deployed before the rule, instance 1 was <group>-1 and keeps that name ...
+        ("web", 3, ("web-1", "web-2", "web-3"), ["web-1", "web-2", "web-3"]),
+        ("web", 2, ("web-1", "web-2", "web-3"), ["web-1", "web-2"]),
+        ("web", 4, ("web-1", "web-2"), ["web-1", "web-2", "web-3", "web-4"]),
+        ("web", 1, ("web-1", "web-2"), ["web-1"]),
+        # ... but only when <group> itself is not deployed, and only for its own group.
+        ("web", 2, ("web", "web-1"), ["web", "web-2"]),
+        ("web", 2, ("db-1", "webby-1"), ["web", "web-2"]),
     ],
 )
-def test_instance_names(group: str, count: int, names: list[str]) -> None:
-    assert instance_names(group, count) == names
+def test_instance_names(group: str, count: int, deployed: tuple[str, ...], names: list[str]) -> None:
+    assert instance_names(group, count, deployed) == names
+
+
+def test_instance_names_without_a_previous_deployment_do_not_depend_on_count() -> None:
+    for count in range(1, 6):
+        assert instance_names("web", count) == instance_names("web", 5)[:count]
 
 
 def test_expand_group_copies_fields_and_increments_ips() -> None:
@@ -64,7 +82,7 @@ def test_expand_group_copies_fields_and_increments_ips() -> None:
         autostart=True,
     )
     instances = expand_group("web", vm)
-    assert [i.name for i in instances] == ["web-1", "web-2", "web-3"]
+    assert [i.name for i in instances] == ["web", "web-2", "web-3"]
     assert [i.index for i in instances] == [1, 2, 3]
     assert [i.nics[0].ip for i in instances] == [IPv4Address(f"10.77.0.{n}") for n in (10, 11, 12)]
     assert all(i.nics[1].ip is None for i in instances)
@@ -89,7 +107,8 @@ def test_macs_are_derived_stable_and_distinct() -> None:
     macs = [n.mac for n in a.nics + b.nics]
     assert len(set(macs)) == 4
     assert all(m.startswith("52:54:00:") for m in macs)
-    assert a.nics[0].mac == derive_mac("web-1", 0)
+    assert a.nics[0].mac == derive_mac("web", 0)
+    assert b.nics[1].mac == derive_mac("web-2", 1)
     assert a.nics[0].mac_derived
     # Golden value: the derivation must never change, or every VM's MAC would.
     assert derive_mac("web-1", 0) == "52:54:00:d0:81:0a"
@@ -139,7 +158,14 @@ def test_expand_fleet_keeps_file_order() -> None:
             },
         }
     )
-    assert [vm.name for vm in expand_fleet(spec)] == ["zeta", "alpha-1", "alpha-2"]
+    assert [vm.name for vm in expand_fleet(spec)] == ["zeta", "alpha", "alpha-2"]
+    # A stack deployed with the old names keeps them (and the memo does not hide the difference).
+    assert [vm.name for vm in expand_fleet(spec, deployed={"alpha-1", "alpha-2"})] == [
+        "zeta",
+        "alpha-1",
+        "alpha-2",
+    ]
+    assert [vm.name for vm in expand_fleet(spec)] == ["zeta", "alpha", "alpha-2"]
 
 
 def test_hostname_defaults_to_the_instance_name() -> None:

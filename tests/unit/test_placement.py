@@ -78,7 +78,7 @@ PLACEMENTS: list[
         TWO,
         "spread",
         None,
-        {"web-1": "node-a", "web-2": "node-b", "web-3": "node-a", "web-4": "node-b"},
+        {"web": "node-a", "web-2": "node-b", "web-3": "node-a", "web-4": "node-b"},
     ),
     (
         "pack fills the first host",
@@ -86,7 +86,7 @@ PLACEMENTS: list[
         TWO,
         "pack",
         None,
-        {"web-1": "node-a", "web-2": "node-a", "web-3": "node-a", "web-4": "node-a"},
+        {"web": "node-a", "web-2": "node-a", "web-3": "node-a", "web-4": "node-a"},
     ),
     (
         "pack moves on when full",
@@ -94,7 +94,7 @@ PLACEMENTS: list[
         TWO,
         "pack",
         None,
-        {"web-1": "node-a", "web-2": "node-a", "web-3": "node-b"},
+        {"web": "node-a", "web-2": "node-a", "web-3": "node-b"},
     ),
     (
         "spread follows free share",
@@ -104,7 +104,7 @@ PLACEMENTS: list[
         None,
         # big: 8 free of 8 (1.0) vs small 1.0 -> big (name); then small 1.0 > big .875 -> small;
         # big .875 > small .5 -> big; big .75 > .5 -> big; big .625 > .5 -> big
-        {"w-1": "big", "w-2": "small", "w-3": "big", "w-4": "big", "w-5": "big"},
+        {"w": "big", "w-2": "small", "w-3": "big", "w-4": "big", "w-5": "big"},
     ),
     (
         "scarcest resource decides",
@@ -112,8 +112,8 @@ PLACEMENTS: list[
         {"a": host(vcpus=64, memory="8GiB"), "b": host(vcpus=2, memory="64GiB")},
         "spread",
         None,
-        # after w-1 on a: a memory share .5 < b vCPU share 1.0 -> b
-        {"w-1": "a", "w-2": "b"},
+        # after w on a: a memory share .5 < b vCPU share 1.0 -> b
+        {"w": "a", "w-2": "b"},
     ),
     (
         "pinned stays put",
@@ -121,23 +121,23 @@ PLACEMENTS: list[
         TWO,
         "spread",
         None,
-        {"db-1": "node-b", "db-2": "node-b", "web": "node-a"},
+        {"db": "node-b", "db-2": "node-b", "web": "node-a"},
     ),
     (
         "previous is kept",
         vms("web", 2),
         TWO,
         "spread",
-        {"web-1": "node-b", "web-2": "node-b"},
-        {"web-1": "node-b", "web-2": "node-b"},
+        {"web": "node-b", "web-2": "node-b"},
+        {"web": "node-b", "web-2": "node-b"},
     ),
     (
         "previous host gone",
         vms("web", 2),
         TWO,
         "spread",
-        {"web-1": "node-z", "web-2": "node-b"},
-        {"web-1": "node-a", "web-2": "node-b"},
+        {"web": "node-z", "web-2": "node-b"},
+        {"web": "node-a", "web-2": "node-b"},
     ),
     (
         "previous host lost the network",
@@ -162,7 +162,7 @@ PLACEMENTS: list[
         {"node-a": host(), "node-b": host(networks=("lab", "dmz"))},
         "spread",
         None,
-        {"web-1": "node-b", "web-2": "node-b", "web-3": "node-b"},
+        {"web": "node-b", "web-2": "node-b", "web-3": "node-b"},
     ),
     (
         "pool omitted needs a one-pool host",
@@ -170,7 +170,7 @@ PLACEMENTS: list[
         {"node-a": host(pools=("vms", "fast")), "node-b": host()},
         "spread",
         None,
-        {"web-1": "node-b", "web-2": "node-b"},
+        {"web": "node-b", "web-2": "node-b"},
     ),
     (
         "named pool",
@@ -186,7 +186,7 @@ PLACEMENTS: list[
         {"node-a": host(disk="250GiB"), "node-b": host(disk="250GiB")},
         "pack",
         None,
-        {"web-1": "node-a", "web-2": "node-b"},
+        {"web": "node-a", "web-2": "node-b"},
     ),
     ("no vms", [], TWO, "spread", None, {}),
 ]
@@ -310,7 +310,7 @@ def test_usage_is_reported_for_every_host() -> None:
     a = result.usage["node-a"]
     assert (a.vcpus, a.memory_bytes, a.disk_bytes) == (3, 3 * GIB, 45 * GIB)
     assert (a.vcpus_free, a.memory_free, a.disk_free) == (5, 13 * GIB, 155 * GIB)
-    assert a.vms == ("web-1", "web-2", "web-3")
+    assert a.vms == ("web", "web-2", "web-3")
     assert result.usage["node-c"].vms == ()
     assert result.host_of("web-2") == "node-a"
 
@@ -390,9 +390,31 @@ def test_plan_uses_previous() -> None:
             }
         }
     )
-    assert plan(spec, F).placement.assignments == {"web-1": "node-a", "web-2": "node-b"}
-    moved = plan(spec, F, previous={"web-1": "node-b", "web-2": "node-a"})
-    assert moved.placement.assignments == {"web-1": "node-b", "web-2": "node-a"}
+    assert plan(spec, F).placement.assignments == {"web": "node-a", "web-2": "node-b"}
+    moved = plan(spec, F, previous={"web": "node-b", "web-2": "node-a"})
+    assert moved.placement.assignments == {"web": "node-b", "web-2": "node-a"}
+
+
+def test_plan_keeps_the_legacy_name_of_a_deployed_first_instance() -> None:
+    """A stack deployed when the first of several instances was `<group>-1` keeps that VM."""
+    spec = _stack(
+        {
+            "web": {
+                "count": 3,
+                "image": "img",
+                "vcpus": 1,
+                "memory": "1GiB",
+                "disk": "1GiB",
+                "nics": [{"network": "lab"}],
+            }
+        }
+    )
+    legacy = plan(spec, F, previous={"web-1": "node-b", "web-2": "node-a"})
+    assert [vm.name for vm in legacy.fleet] == ["web-1", "web-2", "web-3"]
+    assert {"web-1": "node-b", "web-2": "node-a"}.items() <= legacy.placement.assignments.items()
+    # Without the old name in the previous deployment, the new rule applies.
+    fresh = plan(spec, F, previous={"web-2": "node-a"})
+    assert [vm.name for vm in fresh.fleet] == ["web", "web-2", "web-3"]
 
 
 # -------------------------------------------------------------- properties
@@ -585,3 +607,12 @@ def test_ten_thousand_vms_on_five_hundred_hosts() -> None:
     # The goal is well under 1 s on a developer machine; the bound leaves
     # room for slow CI runners while still catching an accidental O(n^2).
     assert done - start < 4.0
+
+
+def test_a_group_named_like_a_legacy_instance_is_not_taken_for_one() -> None:
+    """Regression: a deployed group literally named `web-1` made a new group `web` name its first VM
+    `web-1` as well (two VMs of one name)."""
+    shape = {"image": "img", "vcpus": 1, "memory": "1GiB", "disk": "1GiB", "nics": [{"network": "lab"}]}
+    spec = _stack({"web-1": dict(shape), "web": dict(shape)})
+    placed = plan(spec, F, previous={"web-1": "node-a"})
+    assert sorted(vm.name for vm in placed.fleet) == ["web", "web-1"]

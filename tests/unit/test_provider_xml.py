@@ -6,11 +6,14 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from virtstack.contract import Owner
 from virtstack.provider import xml
+from virtstack.provider.ownership import owner_from_xml
 
 DOMAIN = {
     "name": "web-1",
-    "stack": "dev",
+    "host": "local",
+    "owner": "virtstack/dev",
     "domain_type": "qemu",
     "cpu_mode": "",
     "tb_cache_mib": 128,
@@ -51,6 +54,12 @@ def test_domain_xml_devices_and_sizes() -> None:
     assert root.find("devices/serial/log").get("file") == "/var/log/libvirt/qemu/web-1-serial0.log"
     assert root.findtext("features/tcg/tb-cache") == "128"
     assert root.find("cpu") is None
+
+
+def test_domain_and_network_record_their_owner() -> None:
+    assert owner_from_xml(xml.domain_xml(DOMAIN)) == Owner("virtstack", "dev")
+    network = {"name": "lan", "mode": "bridge", "bridge": "br0", "owner": "proj/prod"}
+    assert owner_from_xml(xml.network_xml(network)) == Owner("proj", "prod")
 
 
 def test_kvm_domain_gets_the_probed_cpu_mode_and_no_tcg_cache() -> None:

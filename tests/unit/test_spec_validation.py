@@ -197,6 +197,13 @@ VALID: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     ("x- keys ignored", {"x-defaults": {"vcpus": 1}}),
+    # --- shared objects, protection, trash
+    ("external pool without path", {"hosts.node-a.pools.vms": {"external": True}}),
+    ("external pool with path", {"hosts.node-a.pools.vms": {"external": True, "path": "/srv/shared"}}),
+    ("external network", {"hosts.node-a.networks.lab.external": True}),
+    ("protect", {"vms.web.protect": True}),
+    ("trash kept 0 days", {"trash_days": 0}),
+    ("trash kept 10 years", {"trash_days": 3650}),
     (
         "vm named by an int",
         {"vms.web": DELETE, "vms.123": {"image": "debian-12", "vcpus": 1, "memory": "1GiB", "disk": "1GiB"}},
@@ -684,7 +691,7 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
             }
         },
         lines(
-            "vms.api.nics[0].ip: 10.77.0.10 on network lab is used by both web-1 and api-3 "
+            "vms.api.nics[0].ip: 10.77.0.10 on network lab is used by both web and api-3 "
             "(and 2 more addresses shared with vms.web)"
         ),
     ),
@@ -697,7 +704,7 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
         "duplicate ip between nics of a group",
         {"vms.web.nics.1": {"network": "lab", "ip": "10.77.0.11"}},
         lines(
-            "vms.web.nics[0].ip: 10.77.0.11 on network lab is used by both web-1 and web-2 "
+            "vms.web.nics[0].ip: 10.77.0.11 on network lab is used by both web and web-2 "
             "(and 1 more address shared with vms.web)"
         ),
     ),
@@ -958,6 +965,31 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
         {"vms.web.data_disks": [{"name": "d", "size": 0}]},
         lines("vms.web.data_disks[0].size: must be greater than 0"),
     ),
+    # --- shared objects, protection, trash
+    (
+        "pool without path",
+        {"hosts.node-a.pools.vms.path": DELETE},
+        lines("hosts.node-a.pools.vms.path: required (only an external pool may leave it out)"),
+    ),
+    (
+        "non-external pool without path",
+        {"hosts.node-a.pools.vms": {"external": False}},
+        lines("hosts.node-a.pools.vms.path: required (only an external pool may leave it out)"),
+    ),
+    (
+        "pool external not a bool",
+        {"hosts.node-a.pools.vms.external": 1},
+        lines("hosts.node-a.pools.vms.external: must be true or false"),
+    ),
+    (
+        "network external not a bool",
+        {"hosts.node-a.networks.lab.external": "true"},
+        lines("hosts.node-a.networks.lab.external: must be true or false"),
+    ),
+    ("protect not a bool", {"vms.web.protect": "yes"}, lines("vms.web.protect: must be true or false")),
+    ("trash days negative", {"trash_days": -1}, lines("trash_days: must be at least 0")),
+    ("trash days too many", {"trash_days": 3651}, lines("trash_days: must be at most 3650")),
+    ("trash days a string", {"trash_days": "7"}, lines("trash_days: must be an integer")),
     # --- several problems at once, in a stable order
     (
         "many at once",
@@ -1224,6 +1256,13 @@ def test_dev_stack_shape() -> None:
     assert [(d.name, d.size) for d in app.data_disks] == [("data", 1024**3)]
     assert str(app.nics[0].ip) == "10.151.0.10" and app.running
     assert app.cloud_init is not None and app.cloud_init.users[0].name == "ops"
+    # Defaults of the fields dev.yaml leaves out.
+    assert (spec.trash_days, app.protect, host.pools["vms"].external, net.external) == (
+        7,
+        False,
+        False,
+        False,
+    )
 
 
 # ---------------------------------------------------------------- secrets

@@ -25,6 +25,7 @@ from virtstack.ops.project import Project, default_stack, find_project
 
 __all__ = [
     "Services",
+    "data_loss_options",
     "echo_err",
     "format_option",
     "make_runner",
@@ -32,6 +33,7 @@ __all__ = [
     "services",
     "stack_name",
     "stack_option",
+    "trash_note",
     "write_output",
 ]
 
@@ -56,6 +58,10 @@ class Services:
     stdin_is_tty: Callable[[], bool] = _stdin_is_tty
     now: Callable[[], datetime] = datetime.now
     clock: Callable[[], float] = time.monotonic  # elapsed times in progress lines
+    # How `up` checks each VM in libvirt after applying (virtstack.ops.verify.verify_vms).
+    verify_vms: Callable[..., list[Any]] | None = None
+    # How commands open a host's libvirt connection (the trash; `up` purging expired disks).
+    open_libvirt: Callable[[str], Any] | None = None
     _project: Project | None = None
     _engine: EngineApi | None = None
 
@@ -70,6 +76,20 @@ class Services:
             factory = self.engine_factory or (lambda project, env: Engine(project, env))
             self._engine = factory(self.project(), self.environ)
         return self._engine
+
+    def check_vms(self, outputs: Mapping[str, Any], **kwargs: Any) -> list[Any]:
+        if self.verify_vms is not None:
+            return self.verify_vms(outputs, **kwargs)
+        from virtstack.ops.verify import verify_vms
+
+        return verify_vms(outputs, **kwargs)
+
+    def libvirt_opener(self) -> Callable[[str], Any]:
+        if self.open_libvirt is not None:
+            return self.open_libvirt
+        import libvirt
+
+        return libvirt.open
 
     def log_dir(self) -> Path:
         try:
@@ -161,3 +181,50 @@ def make_runner(ctx: click.Context, stack: str, action: str) -> Callable[[Callab
         return run_interruptible(work, engine, on_interrupt, message)
 
     return run
+
+
+def data_loss_options(func: F) -> F:
+    """--allow-data-loss and --no-trash, shared by `up` and `destroy`."""
+
+    def no_trash_callback(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        if value:
+            from virtstack.provider.trash import NO_TRASH_ENV
+
+            # The provider runs in the engine's process tree: it reads this from its environment.
+            env = services(ctx).environ
+            if isinstance(env, dict):
+                env[NO_TRASH_ENV] = "1"
+        return value
+
+    func = click.option(
+        "--no-trash",
+        is_flag=True,
+        expose_value=True,
+        callback=no_trash_callback,
+        help="Delete disks for good instead of keeping them in the trash for the stack's trash_days.",
+    )(func)
+    return click.option(
+        "--allow-data-loss",
+        is_flag=True,
+        help="Apply even when the plan deletes or recreates disks that hold data.",
+    )(func)
+
+
+def trash_note(plan: Any, ctx: click.Context, stack: str, no_trash: bool) -> str | None:
+    """One line under a plan that destroys disks: where they go."""
+    if not plan.destroyed_disks:
+        return None
+    if no_trash:
+        return "Disks this plan deletes are deleted for good (--no-trash)."
+    days = "trash_days"
+    try:
+        from virtstack.loader import load_spec
+
+        spec_file = services(ctx).project().spec_file(stack)
+        days = str(load_spec(spec_file.path, display_name=spec_file.display).trash_days)
+    except Exception:  # the plan is already shown; the note only lacks the figure
+        pass
+    return (
+        f"Disks this plan deletes are kept in their pool's trash for {days} days "
+        f"(`virtstack trash list -s {stack}`; --no-trash deletes them for good)."
+    )

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from virtstack.cli.common import make_runner, require_terminal_or_yes, services, stack_name, stack_option
+from virtstack.cli.common import (
+    data_loss_options,
+    make_runner,
+    require_terminal_or_yes,
+    services,
+    stack_name,
+    stack_option,
+    trash_note,
+)
 from virtstack.ops.apply import destroy_stack
 from virtstack.ops.classify import Plan
 from virtstack.ops.progress import Progress
@@ -16,10 +24,14 @@ from virtstack.ops.render import render_plan
 @click.option(
     "-y", "--yes", is_flag=True, help="Destroy without asking (required when stdin is not a terminal)."
 )
+@data_loss_options
 @click.pass_context
-def destroy_command(ctx: click.Context, stack: str | None, yes: bool) -> None:
+def destroy_command(
+    ctx: click.Context, stack: str | None, yes: bool, allow_data_loss: bool, no_trash: bool
+) -> None:
     """Delete the stack's VMs, their disks (and data), networks, pools and base images.  The stack's
-    history and configuration stay."""
+    history and configuration stay.  Disks that hold data need --allow-data-loss (they are kept in
+    the trash unless --no-trash); VMs with `protect: true` and what they use are kept."""
     name = stack_name(ctx, stack)
     require_terminal_or_yes(ctx, yes, f"destroy stack {name}")
     engine = services(ctx).engine()
@@ -28,6 +40,9 @@ def destroy_command(ctx: click.Context, stack: str | None, yes: bool) -> None:
     def show(plan: Plan) -> None:
         if plan.has_changes:
             click.echo(render_plan(plan, name, "table"), nl=False)
+            note = trash_note(plan, ctx, name, no_trash)
+            if note:
+                click.echo(note)
 
     def confirm(plan: Plan) -> bool:
         question = f"\nDestroy all of stack {name}, including the data on its disks?"
@@ -38,7 +53,13 @@ def destroy_command(ctx: click.Context, stack: str | None, yes: bool) -> None:
         return True
 
     plan = destroy_stack(
-        engine, name, confirm=confirm, on_plan=show, on_event=progress, run=make_runner(ctx, name, "destroy")
+        engine,
+        name,
+        allow_data_loss=allow_data_loss,
+        confirm=confirm,
+        on_plan=show,
+        on_event=progress,
+        run=make_runner(ctx, name, "destroy"),
     )
     if not plan.has_changes:
         click.echo(f"Stack {name} holds nothing to destroy.")

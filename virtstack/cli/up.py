@@ -6,10 +6,21 @@ from typing import Any
 
 import click
 
-from virtstack.cli.common import make_runner, require_terminal_or_yes, services, stack_name, stack_option
+from virtstack.cli.common import (
+    data_loss_options,
+    make_runner,
+    require_terminal_or_yes,
+    services,
+    stack_name,
+    stack_option,
+    trash_note,
+)
 from virtstack.cli.plan import check_spec
+from virtstack.loader import load_spec
+from virtstack.ops import trash as trash_ops
 from virtstack.ops.apply import apply_stack
 from virtstack.ops.classify import Plan
+from virtstack.ops.errors import Refused
 from virtstack.ops.progress import Progress
 from virtstack.ops.render import render_plan
 from virtstack.units import format_size
@@ -36,23 +47,46 @@ def vm_lines(outputs: dict[str, Any]) -> list[str]:
 @click.option(
     "-y", "--yes", is_flag=True, help="Apply without asking (required when stdin is not a terminal)."
 )
+@data_loss_options
 @click.option(
-    "--allow-data-loss",
-    is_flag=True,
-    help="Apply even when the plan destroys disks holding data of VMs that stay.",
+    "--wait",
+    type=click.Choice(["running", "ready"]),
+    default="running",
+    show_default=True,
+    help="running: check each VM runs (not paused, crashed or off); ready: also wait for its guest agent.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Seconds for --wait ready.",
 )
 @click.pass_context
-def up_command(ctx: click.Context, stack: str | None, yes: bool, allow_data_loss: bool) -> None:
+def up_command(
+    ctx: click.Context,
+    stack: str | None,
+    yes: bool,
+    allow_data_loss: bool,
+    no_trash: bool,
+    wait: str,
+    timeout: float,
+) -> None:
     """Bring the stack to its stack file: preview (reading the real state first), show the plan, ask,
-    then apply exactly that plan, printing each object as the engine works on it."""
+    then apply exactly that plan, printing each object as the engine works on it; then check with
+    libvirt that every VM that should run does."""
     name = stack_name(ctx, stack)
     require_terminal_or_yes(ctx, yes, f"change stack {name}")
     check_spec(ctx, name)
-    engine = services(ctx).engine()
-    progress = Progress(click.echo, services(ctx).clock)
+    svc = services(ctx)
+    engine = svc.engine()
+    progress = Progress(click.echo, svc.clock)
 
     def show(plan: Plan) -> None:
         click.echo(render_plan(plan, name, "table"), nl=False)
+        note = trash_note(plan, ctx, name, no_trash)
+        if note:
+            click.echo(note)
 
     def confirm(plan: Plan) -> bool:
         if not yes and not click.confirm(f"\nApply these changes to stack {name}?", default=False):
@@ -71,14 +105,47 @@ def up_command(ctx: click.Context, stack: str | None, yes: bool, allow_data_loss
         on_event=progress,
         run=make_runner(ctx, name, "up"),
     )
-    if not result.applied:
+    if result.applied:
+        click.echo(f"\nDone: {progress.summary()}.")
+        outputs = result.outputs
+    else:
         click.echo("Nothing to do.")
+        outputs = engine.outputs(name) if wait == "ready" else {}
+    if outputs:
+        _check_vms(ctx, name, outputs, wait == "ready", timeout)
+        lines = vm_lines(outputs)
+        if lines:
+            click.echo(f"VMs of stack {name}:")
+            click.echo("\n".join(lines))
+    if result.applied:
+        _purge_expired_trash(ctx, name)
+
+
+def _check_vms(ctx: click.Context, stack: str, outputs: dict[str, Any], ready: bool, timeout: float) -> None:
+    if ready:
+        click.echo(f"Waiting for the guest agent of each VM (up to {timeout:.0f} s)…")
+    problems = services(ctx).check_vms(outputs, wait_ready=ready, timeout=timeout)
+    if problems:
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise Refused(f"stack {stack} is applied, but {len(problems)} VM(s) are not as asked:\n{lines}")
+    for vm in (outputs.get("vms") or {}).values():
+        if isinstance(vm, dict) and vm.get("running_wanted", True):
+            vm["state"] = "ready" if ready else "running"
+
+
+def _purge_expired_trash(ctx: click.Context, stack: str) -> None:
+    """Disks kept longer than the stack's trash_days go now (best effort: `up` already succeeded)."""
+    svc = services(ctx)
+    try:
+        spec_file = svc.project().spec_file(stack)
+        spec = load_spec(spec_file.path, display_name=spec_file.display)
+        owner = trash_ops.owner_of(svc.project().root, stack)
+        purged = trash_ops.purge_expired(spec, owner, svc.now().astimezone(), svc.libvirt_opener())
+    except Exception as err:  # the apply is done; a purge that fails is retried by the next up
+        click.echo(f"(trash not purged: {err})")
         return
-    click.echo(f"\nDone: {progress.summary()}.")
-    lines = vm_lines(result.outputs)
-    if lines:
-        click.echo(f"VMs of stack {name}:")
-        click.echo("\n".join(lines))
+    for name in purged:
+        click.echo(f"Purged from the trash (older than {spec.trash_days} days): {name}")
 
 
 def register(group: click.Group) -> None:

@@ -98,6 +98,7 @@ def destroy_stack(
     stack: str,
     *,
     confirm: Callable[[Plan], bool],
+    allow_data_loss: bool = False,
     on_plan: Callable[[Plan], None] | None = None,
     on_event: OnEvent | None = None,
     run: Runner = _direct,
@@ -105,6 +106,8 @@ def destroy_stack(
     plan: Plan = run(lambda: classify(pre_event_steps(engine.preview_destroy(stack))), False)
     if on_plan is not None:
         on_plan(plan)
+    if plan.refused_data_loss and not allow_data_loss:
+        raise DataLossRefused(list(plan.refused_data_loss))
     if not plan.has_changes:
         return plan
     if not confirm(plan):

@@ -29,10 +29,9 @@ How steps are read:
       that disk is updated) are resolved against the plan of that disk: a disk that is created or
       replaced is attached anew (redefine); a disk that only grows keeps its key, and a replaced
       seed keeps its name, so neither changes the domain and the domain step is left out.
-    * Deleting a root/data disk whose VM stays (a renamed data disk) destroys data just like a
-      replacement; `Plan.refused_data_loss` lists those and every replace_data_loss — what
-      `virtstack up` refuses without --allow-data-loss.  Deleting a whole VM is data loss too, but a
-      deliberate one, reported and not refused.
+    * Deleting a root/data disk (its VM removed, a group shrunk, a data disk renamed) destroys data
+      just like a replacement; `Plan.refused_data_loss` lists every such disk — what `virtstack up`
+      and `destroy` refuse without --allow-data-loss.
 """
 
 from __future__ import annotations
@@ -45,6 +44,7 @@ from typing import Any
 
 from pulumi.automation import events
 
+from virtstack import contract
 from virtstack.ops.resources import (
     KIND_ORDER,
     UNKNOWN,
@@ -115,12 +115,10 @@ ACTION_WORDS = {
     Action.DELETE: "delete",
 }
 
-# Values a resource reports but never takes from the program (virtstack/provider/resources.py).
-OUTPUT_ONLY = frozenset(
-    {"uuid", "path", "key", "generation", "state", "capacity", "allocation", "__provider"}
-)
-IN_PLACE_DOMAIN_KEYS = frozenset({"running", "autostart"})
-SIZE_KEYS = frozenset({"memory", "size"})
+# The diff rules are the provider's own (virtstack.contract): one copy.
+OUTPUT_ONLY = contract.NOT_COMPARED
+IN_PLACE_DOMAIN_KEYS = contract.IN_PLACE_DOMAIN_KEYS
+SIZE_KEYS = contract.SIZE_KEYS
 _SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 _IGNORED_OPS = {
@@ -236,19 +234,10 @@ class Plan:
 
     @property
     def refused_data_loss(self) -> tuple[str, ...]:
-        """Disks destroyed while their VM stays: `virtstack up` needs --allow-data-loss for these."""
-        refused = []
-        for vm in self.vms:
-            if vm.action is Action.DELETE:
-                continue
-            refused += [f"vm {vm.vm}: {change.resource.label}" for change in vm.changes if change.data_loss]
-        refused += [
-            f"{change.resource.owner}: {change.resource.label}"
-            for host in self.hosts
-            for change in host.changes
-            if change.data_loss
-        ]
-        return tuple(refused)
+        """Every disk holding data that the plan deletes or recreates — a removed VM, a shrunk group,
+        a new image, a shrunk disk alike: `virtstack up` and `destroy` refuse them all without
+        --allow-data-loss, so an unattended run never destroys data without a person."""
+        return self.destroyed_disks
 
     def counts(self) -> dict[Action, int]:
         counts = dict.fromkeys(Action, 0)
@@ -367,6 +356,8 @@ def _key_change(key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str
         if after < before:
             return text + " (a disk cannot shrink)"
         return text + " (grows in place)"
+    if key == "owner":
+        return f"records its owner (stack {after}) in libvirt; nothing else changes"
     if key == "vcpus":
         return f"vCPUs {_value(key, before)} → {_value(key, after)}"
     if key == "backing_path":
@@ -444,6 +435,12 @@ def _domain_change(
     return None  # only values that turn out unchanged (a grown disk keeps its key): no domain change
 
 
+def _protect_changed(step: events.StepEventMetadata) -> bool:
+    if step.old is None or step.new is None:
+        return False
+    return bool(step.old.protect) != bool(step.new.protect)
+
+
 def classify(steps: Iterable[events.StepEventMetadata]) -> Plan:
     steps = list(steps)
     hosts_of = vm_hosts(steps)
@@ -454,6 +451,8 @@ def classify(steps: Iterable[events.StepEventMetadata]) -> Plan:
         if not is_virtstack_resource(step):
             continue
         op = step.op.value if isinstance(step.op, Enum) else str(step.op)
+        if op == "same" and _protect_changed(step):
+            op = "protect"  # only the engine's record changes: `protect: true` set or removed
         if op in _IGNORED_OPS:
             continue
         if op in _REPLACE_OPS:
@@ -493,6 +492,10 @@ def classify(steps: Iterable[events.StepEventMetadata]) -> Plan:
             if info.kind == "domain":
                 details = ("the VM is recreated, its disks are kept", *details)
             change = Change(info, action, keys, details)
+        elif op == "protect":
+            after = bool(step.new is not None and step.new.protect)
+            words = "protect on (nothing can delete it)" if after else "protect off (it can be deleted again)"
+            change = Change(info, Action.UPDATE, ("protect",), (words,))
         elif op == "update":
             if info.kind == "domain":
                 change = _domain_change(info, step, new_volumes)

@@ -454,11 +454,12 @@ class Engine:
     def preview_refresh(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]:
         return self._run("refresh preview", stack, "preview_refresh", on_event)
 
+    # exclude_protected: a VM with `protect: true` (and what it uses) survives any destroy.
     def preview_destroy(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]:
-        return self._run("destroy preview", stack, "preview_destroy", on_event)
+        return self._run("destroy preview", stack, "preview_destroy", on_event, exclude_protected=True)
 
     def destroy(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]:
-        return self._run("destroy", stack, "destroy", on_event)
+        return self._run("destroy", stack, "destroy", on_event, exclude_protected=True)
 
     def outputs(self, stack: str) -> dict[str, Any]:
         handle = self._stack(stack, create=False)

@@ -34,13 +34,14 @@ class Cancelled(Refused):
 
 
 class DataLossRefused(Refused):
-    """The plan destroys disks that hold data of VMs that stay, and --allow-data-loss was not given."""
+    """The plan deletes or recreates disks that hold data, and --allow-data-loss was not given."""
 
     def __init__(self, disks: list[str]) -> None:
         listed = ", ".join(disks)
         super().__init__(
             f"refusing to apply: the plan destroys {len(disks)} disk(s) holding data ({listed}); "
-            "review `virtstack plan` and re-run with --allow-data-loss if that is intended"
+            "review the plan and re-run with --allow-data-loss if that is intended "
+            "(`protect: true` on a VM keeps it from any deletion)"
         )
         self.disks = disks
 

@@ -149,6 +149,8 @@ def engine_env(project: Project, environ: Mapping[str, str] | None = None) -> di
         "GRPC_ENABLE_FORK_SUPPORT": "false",
     }
     env = {key: value for key, value in defaults.items() if not environ.get(key)}
+    if environ.get("VIRTSTACK_NO_TRASH"):  # `--no-trash`: the provider reads it (virtstack.provider.trash)
+        env["VIRTSTACK_NO_TRASH"] = environ["VIRTSTACK_NO_TRASH"]
     if not environ.get("PULUMI_CONFIG_PASSPHRASE") and not environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
         env["PULUMI_CONFIG_PASSPHRASE"] = LOCAL_DEV_PASSPHRASE
     path = environ.get("PATH", "")

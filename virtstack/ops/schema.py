@@ -57,6 +57,7 @@ VALIDATOR_SCHEMAS: dict[str, JsonSchemaValue] = {
     "check_name": _string(NAME_PATTERN, "lowercase letters, digits and '-', at most 63 characters"),
     "_check_memory": _size(MIN_MEMORY),
     "_check_positive_size": _size(1),
+    "_check_disk_size": _size(1),
     "check_ipv4": _string(None, "an IPv4 address without prefix", format="ipv4"),
     "_check_cidr": _string(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$", "an IPv4 network, e.g. 10.77.0.0/24"),
     "_check_mac": _string(

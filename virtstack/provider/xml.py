@@ -10,6 +10,8 @@ import ipaddress
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from virtstack.contract import memory_kib
+
 METADATA_NS = "https://virtstack.dev/xmlns/domain/1"
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
@@ -34,11 +36,22 @@ def pool_xml(props: dict[str, Any]) -> str:
     return _render(pool)
 
 
+def _owner(parent: ET.Element, props: dict[str, Any]) -> None:
+    """The owner record (`project/stack`) in the object's `<metadata>` (virtstack.provider.ownership)."""
+    ET.register_namespace("virtstack", METADATA_NS)
+    meta = _sub(parent, "metadata")
+    owner = ET.SubElement(meta, f"{{{METADATA_NS}}}owner")
+    project, _, stack = str(props.get("owner") or "").partition("/")
+    owner.set("project", project)
+    owner.set("stack", stack or str(props.get("stack", "")))
+
+
 def network_xml(props: dict[str, Any]) -> str:
     """A libvirt network: `nat` and `isolated` get their own bridge and subnet; `bridge` attaches to an
     existing host bridge (no addressing: the LAN's own DHCP serves it)."""
     net = ET.Element("network")
     _sub(net, "name", props["name"])
+    _owner(net, props)
     mode = props["mode"]
     if mode == "bridge":
         _sub(net, "forward", mode="bridge")
@@ -75,14 +88,13 @@ def domain_xml(props: dict[str, Any], uuid: str | None = None) -> str:
     cloud-init seed is an IDE cdrom on machine `pc`, which every Debian kernel can read. `uuid` is the
     existing domain's when redefining it (libvirt refuses a same-named definition without it)."""
     dom = ET.Element("domain", type=props["domain_type"])
-    ET.register_namespace("virtstack", METADATA_NS)
     _sub(dom, "name", props["name"])
     if uuid:
         _sub(dom, "uuid", uuid)
-    meta = _sub(dom, "metadata")
-    owner = ET.SubElement(meta, f"{{{METADATA_NS}}}owner")
-    owner.set("stack", props.get("stack", ""))
-    _sub(dom, "memory", str(int(props["memory"]) // 1024), unit="KiB")
+    _owner(dom, props)
+    # Normalised once (virtstack.contract): libvirt keeps exactly this figure, so reading it back
+    # gives the spec's value and no diff.
+    _sub(dom, "memory", str(memory_kib(int(props["memory"]))), unit="KiB")
     _sub(dom, "vcpu", str(int(props["vcpus"])))
     os_el = _sub(dom, "os")
     _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
@@ -182,3 +194,17 @@ def parse_domain(xml: str) -> dict[str, Any]:
         "disks": disks,
         "nics": nics,
     }
+
+
+def parse_network(doc: str) -> dict[str, Any]:
+    """Mode (nat | isolated | bridge | another forward mode) and address range of a live network, as
+    an `external` network is checked against the stack file."""
+    root = ET.fromstring(doc)
+    forward = root.find("forward")
+    mode = forward.get("mode", "nat") if forward is not None else "isolated"
+    cidr = None
+    ip = root.find("ip")
+    if ip is not None and ip.get("address"):
+        netmask = ip.get("netmask") or ip.get("prefix") or "32"
+        cidr = str(ipaddress.ip_network(f"{ip.get('address')}/{netmask}", strict=False))
+    return {"mode": mode, "cidr": cidr}

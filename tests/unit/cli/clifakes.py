@@ -124,10 +124,25 @@ def make_services(
     tty: bool = False,
     leases: Callable[[str, str], list[str]] | None = None,
     environ: Mapping[str, str] | None = None,
+    vm_problems: list[str] | None = None,
+    verify_calls: list[dict[str, Any]] | None = None,
 ) -> Services:
     project = make_project(root)
+
+    def verify(outputs: Mapping[str, Any], **kwargs: Any) -> list[str]:
+        if verify_calls is not None:
+            verify_calls.append({"outputs": outputs, **kwargs})
+        return list(vm_problems or [])
+
+    def open_libvirt(_uri: str) -> Any:
+        import libvirt
+
+        return libvirt.open("test:///default")  # libvirt's in-memory driver: hermetic
+
     return Services(
         environ=dict(environ or {}),
+        verify_vms=verify,
+        open_libvirt=open_libvirt,
         project_factory=lambda _env: project,
         engine_factory=(lambda _project, _env: engine) if engine is not None else None,
         lease_lookup=leases or (lambda _uri, _domain: []),

@@ -120,8 +120,12 @@ PLANS: dict[
         ],
         ("vm rec-vm: root disk",),
     ),
-    # Deleting a whole VM destroys its data too, but deliberately: reported, not refused.
-    "plan-remove-vm": (D, [*VM_DELETED, BASE_IMAGE_UNUSED], ()),
+    # Deleting a whole VM destroys its data too: refused without consent like any other data loss.
+    "plan-remove-vm": (
+        D,
+        [*VM_DELETED, BASE_IMAGE_UNUSED],
+        ("vm rec-vm: root disk", "vm rec-vm: data disk data"),
+    ),
     "plan-heal-missing": (
         C,
         [
@@ -138,7 +142,7 @@ PLANS: dict[
             ("host local", "network rec", D, False, ("removed",)),
             BASE_IMAGE_UNUSED,
         ],
-        (),
+        ("vm rec-vm: root disk", "vm rec-vm: data disk data"),
     ),
 }
 

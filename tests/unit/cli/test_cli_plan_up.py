@@ -27,6 +27,7 @@ VM_OUTPUTS = {
             "vcpus": 1,
             "memory": 402653184,
             "ips": ["10.152.77.10"],
+            "uri": "qemu:///system",
         }
     }
 }
@@ -245,8 +246,9 @@ def test_up_refuses_data_loss_before_applying(tmp_path: Path, scenario: str, dis
     assert result.exit_code == 1
     assert "Data loss: destroys" in result.stdout  # the plan is shown
     assert result.stderr == (
-        f"error: refusing to apply: the plan destroys 1 disk(s) holding data ({disk}); review "
-        "`virtstack plan` and re-run with --allow-data-loss if that is intended\n"
+        f"error: refusing to apply: the plan destroys 1 disk(s) holding data ({disk}); review the plan "
+        "and re-run with --allow-data-loss if that is intended (`protect: true` on a VM keeps it from "
+        "any deletion)\n"
     )
     assert engine.names() == ["preview"]
 
@@ -258,10 +260,55 @@ def test_up_allow_data_loss(tmp_path: Path) -> None:
     assert engine.names() == ["preview", "up"]
 
 
-def test_up_removing_a_whole_vm_is_not_refused(tmp_path: Path) -> None:
+def test_up_removing_a_whole_vm_needs_consent(tmp_path: Path) -> None:
+    """Regression (issue 10): removing a VM or shrinking a group deleted its disks unasked."""
     engine = FakeEngine(preview="plan-remove-vm", up="up-create")
-    assert invoke(tmp_path, engine, "up", "-s", "rec", "--yes").exit_code == 0
+    refused = invoke(tmp_path, engine, "up", "-s", "rec", "--yes")
+    assert refused.exit_code == 1
+    assert "(vm rec-vm: root disk, vm rec-vm: data disk data)" in refused.stderr
+    assert engine.names() == ["preview"]
+    assert "Disks this plan deletes are kept in their pool's trash for 7 days" in refused.stdout
+
+    engine = FakeEngine(preview="plan-remove-vm", up="up-create")
+    allowed = invoke(tmp_path, engine, "up", "-s", "rec", "--yes", "--allow-data-loss", "--no-trash")
+    assert allowed.exit_code == 0, allowed.stderr
+    assert "Disks this plan deletes are deleted for good (--no-trash).\n" in allowed.stdout
     assert engine.names() == ["preview", "up"]
+
+
+def test_no_trash_reaches_the_engine_environment(tmp_path: Path) -> None:
+    from virtstack.ops.project import engine_env
+
+    services = make_services(tmp_path / "project", FakeEngine(preview="plan-remove-vm", up="up-create"))
+    (tmp_path / "project/stacks/rec.yaml").write_text(STACK_YAML)
+    CliRunner().invoke(cli, ["up", "-s", "rec", "--yes", "--allow-data-loss", "--no-trash"], obj=services)
+    assert services.environ["VIRTSTACK_NO_TRASH"] == "1"
+    assert engine_env(services.project(), services.environ)["VIRTSTACK_NO_TRASH"] == "1"
+    assert "VIRTSTACK_NO_TRASH" not in engine_env(services.project(), {})
+
+
+def test_up_fails_when_a_vm_is_not_running_after_apply(tmp_path: Path) -> None:
+    """Regression (issue 10): `up` printed `running` for VMs libvirt held paused."""
+    calls: list[dict[str, Any]] = []
+    services = make_services(
+        tmp_path / "project",
+        FakeEngine(preview="plan-create", up="up-create", outputs=VM_OUTPUTS),
+        vm_problems=[
+            "vm rec-vm on host local: should be running but is paused (a disk I/O error); console log /x"
+        ],
+        verify_calls=calls,
+    )
+    (tmp_path / "project/stacks/rec.yaml").write_text(STACK_YAML)
+    result = CliRunner().invoke(
+        cli, ["up", "-s", "rec", "--yes", "--wait", "ready", "--timeout", "42"], obj=services
+    )
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: stack rec is applied, but 1 VM(s) are not as asked:\n"
+        "  vm rec-vm on host local: should be running but is paused (a disk I/O error); console log /x\n"
+    )
+    assert "rec-vm: running" not in result.stdout
+    assert [(c["wait_ready"], c["timeout"]) for c in calls] == [(True, 42.0)]
 
 
 def test_up_with_nothing_to_do(tmp_path: Path) -> None:
@@ -325,9 +372,17 @@ def test_drift_markdown(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------- destroy
 
 
-def test_destroy_yes(tmp_path: Path) -> None:
+def test_destroy_needs_consent_for_disks_with_data(tmp_path: Path) -> None:
     engine = FakeEngine(destroy_preview="destroy-preview")
     result = invoke(tmp_path, engine, "destroy", "-s", "rec", "--yes")
+    assert result.exit_code == 1
+    assert "(vm rec-vm: root disk, vm rec-vm: data disk data)" in result.stderr
+    assert engine.names() == ["preview_destroy"]
+
+
+def test_destroy_yes(tmp_path: Path) -> None:
+    engine = FakeEngine(destroy_preview="destroy-preview")
+    result = invoke(tmp_path, engine, "destroy", "-s", "rec", "--yes", "--allow-data-loss")
     assert result.exit_code == 0
     assert "Summary: 7 to delete.\n" in result.stdout
     assert "[   0.0s] vm rec-vm: data disk data: deleted (0.0s)\n" in result.stdout
@@ -347,7 +402,7 @@ def test_destroy_refuses_without_terminal_or_yes(tmp_path: Path) -> None:
 
 def test_destroy_asks(tmp_path: Path) -> None:
     engine = FakeEngine(destroy_preview="destroy-preview")
-    result = invoke(tmp_path, engine, "destroy", "-s", "rec", tty=True, answer="\n")
+    result = invoke(tmp_path, engine, "destroy", "-s", "rec", "--allow-data-loss", tty=True, answer="\n")
     assert result.exit_code == 1
     assert "Destroy all of stack rec, including the data on its disks? [y/N]: \n" in result.stdout
     assert result.stderr == "Cancelled: nothing was destroyed.\n"

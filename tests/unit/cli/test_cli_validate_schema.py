@@ -49,7 +49,7 @@ def test_validate_a_file(tmp_path: Path) -> None:
         f"{spec}: valid (2 VMs, 1 host)\n"
         "\n"
         "VM        HOST   VCPUS  MEMORY   DISK\n"
-        "rec-vm-1  local  1      384 MiB  4 GiB\n"
+        "rec-vm    local  1      384 MiB  4 GiB\n"
         "rec-vm-2  local  1      384 MiB  4 GiB\n"
         "\n"
         "HOST   VMS  VCPUS         MEMORY                 DISK\n"

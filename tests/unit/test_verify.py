@@ -1,0 +1,126 @@
+"""virtstack.ops.verify: what `up` says about each VM after applying, from libvirt's own state."""
+
+# Expected messages are kept whole.
+# ruff: noqa: E501
+
+from __future__ import annotations
+
+from typing import Any
+
+import libvirt
+import pytest
+
+from virtstack.ops.verify import verify_vms
+
+
+class FakeDomain:
+    def __init__(self, states: list[tuple[int, int]]) -> None:
+        self.states = states
+
+    def state(self) -> list[int]:
+        current = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return list(current)
+
+
+class FakeConn:
+    def __init__(self, domains: dict[str, FakeDomain]) -> None:
+        self.domains = domains
+        self.closed = False
+
+    def lookupByName(self, name: str) -> FakeDomain:
+        if name not in self.domains:
+            raise libvirt.libvirtError(f"Domain not found: no domain with matching name '{name}'")
+        return self.domains[name]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+RUNNING = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_BOOTED)
+PAUSED_IO = (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_IOERROR)
+PAUSED_UNKNOWN = (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_UNKNOWN)
+SHUTOFF_CRASHED = (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_SHUTOFF_CRASHED)
+
+
+def outputs(*names: str, wanted: bool = True) -> dict[str, Any]:
+    return {
+        "vms": {
+            n: {
+                "host": "local",
+                "uri": "test:///x",
+                "domain": n,
+                "running_wanted": wanted,
+                "console_log": f"/l/{n}",
+            }
+            for n in names
+        }
+    }
+
+
+def run(conn: FakeConn, outs: dict[str, Any], **kwargs: Any) -> list[str]:
+    clock = iter(float(i) for i in range(10_000))
+    problems = verify_vms(
+        outs, open_uri=lambda _uri: conn, clock=lambda: next(clock), sleep=lambda _s: None, **kwargs
+    )
+    opened = bool(outs["vms"]) and any(v["running_wanted"] for v in outs["vms"].values())
+    assert conn.closed == opened
+    return [str(p) for p in problems]
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        ([RUNNING], []),
+        (
+            [PAUSED_IO],
+            [
+                "vm a on host local: should be running but is paused (a disk I/O error); console log /l/a, QEMU log /var/log/libvirt/qemu/a.log"
+            ],
+        ),
+        # running at first, paused a moment later (QEMU stopped on an emulation failure): caught while settling
+        (
+            [RUNNING, RUNNING, PAUSED_UNKNOWN],
+            [
+                "vm a on host local: should be running but is paused (unknown reason: QEMU stopped the guest, e.g. an emulation failure); console log /l/a, QEMU log /var/log/libvirt/qemu/a.log"
+            ],
+        ),
+        (
+            [SHUTOFF_CRASHED],
+            [
+                "vm a on host local: should be running but is shut off (QEMU crashed); console log /l/a, QEMU log /var/log/libvirt/qemu/a.log"
+            ],
+        ),
+    ],
+)
+def test_states_after_up(states: list[tuple[int, int]], expected: list[str]) -> None:
+    assert run(FakeConn({"a": FakeDomain(states)}), outputs("a"), settle=3) == expected
+
+
+def test_vms_meant_to_be_off_are_not_checked() -> None:
+    assert run(FakeConn({"a": FakeDomain([SHUTOFF_CRASHED])}), outputs("a", wanted=False)) == []
+
+
+def test_a_missing_domain_is_a_problem_not_a_crash() -> None:
+    problems = run(FakeConn({}), outputs("a"))
+    assert len(problems) == 1 and problems[0].startswith("vm a on host local: cannot be read from libvirt:")
+
+
+def test_wait_ready_waits_for_the_agent_then_times_out_with_the_vm_named() -> None:
+    answers = iter([False, False, True])
+    ok = run(
+        FakeConn({"a": FakeDomain([RUNNING])}),
+        outputs("a"),
+        wait_ready=True,
+        agent_answers=lambda _d: next(answers),
+    )
+    assert ok == []
+    never = run(
+        FakeConn({"a": FakeDomain([RUNNING])}),
+        outputs("a"),
+        wait_ready=True,
+        timeout=5,
+        agent_answers=lambda _d: False,
+    )
+    assert never == [
+        "vm a on host local: its guest agent did not answer within 5 s; console log /l/a, QEMU log /var/log/libvirt/qemu/a.log"
+    ]
