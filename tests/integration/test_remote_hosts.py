@@ -163,7 +163,7 @@ def remote(tmp_path_factory: pytest.TempPathFactory, real_parts: None) -> Iterat
     project = new_project(tmp_path_factory.mktemp(prefix), prefix, spec)
     state = {"prefix": prefix, "project": project, "ssh": ssh_uri, "tls": tls_uri, "timings": {}}
     yield state
-    project.virtstack("destroy", "-s", project.stack, "--yes")
+    project.virtstack("destroy", "-s", project.stack, "--yes", "--allow-data-loss", "--no-trash")
     project.remove()
     for uri in (ssh_uri, tls_uri):
         if any(inventory(uri, prefix).values()):
@@ -225,7 +225,7 @@ def test_3_twenty_plans_in_a_row_without_a_transport_failure(remote: dict[str, A
 def test_4_destroy_leaves_nothing_on_either_host(remote: dict[str, Any]) -> None:
     project: PulumiProject = remote["project"]
     prefix = remote["prefix"]
-    ok(virtstack(project, "destroy", "--yes"))
+    ok(virtstack(project, "destroy", "--yes", "--allow-data-loss", "--no-trash"))
     empty = {"domains": [], "networks": [], "pools": []}
     assert inventory(remote["ssh"], prefix) == empty
     assert inventory(remote["tls"], prefix) == empty
@@ -310,7 +310,7 @@ def test_a_hung_host_fails_with_its_name_while_the_other_host_carries_on(
         print(f"hung host: up failed after {elapsed:.1f}s (open timeout {timeout}s)")
     finally:
         server.close()
-        project.virtstack("destroy", "-s", project.stack, "--yes")
+        project.virtstack("destroy", "-s", project.stack, "--yes", "--allow-data-loss", "--no-trash")
         project.remove()
         clean(URI, prefix)
 

@@ -64,8 +64,18 @@ _thread = threading.local()
 _events_started = False
 
 
-class HostUnreachable(RuntimeError):
-    """A host did not answer in time; the message names it."""
+class HostUnreachable(libvirt.libvirtError):
+    """A host could not be reached or did not answer in time; the message names it.
+
+    A libvirtError, so callers that tolerate an unreachable host (the preview's ownership check)
+    treat it like libvirt's own connection errors.
+    """
+
+    def __init__(self, message: str) -> None:
+        # Not libvirtError.__init__: that takes the message from this thread's last libvirt error,
+        # which may be an unrelated, older one.
+        Exception.__init__(self, message)
+        self.err = None
 
 
 def display_uri(uri: str) -> str:
@@ -196,6 +206,8 @@ def _open(uri: str) -> libvirt.virConnect:
     for attempt in range(1, attempts + 1):
         try:
             conn = _open_bounded(uri)
+        except HostUnreachable:
+            raise  # timed out: trying again would only wait as long once more
         except libvirt.libvirtError:
             if attempt < attempts:
                 continue
@@ -268,6 +280,8 @@ def with_connection(uri: str, operation: Callable[[libvirt.virConnect], T]) -> T
     """
     try:
         conn = connect(uri)
+    except HostUnreachable:
+        raise
     except libvirt.libvirtError as err:
         # libvirt's own text rarely says which host (e.g. "Cannot recv data: Host key verification failed").
         raise HostUnreachable(f"libvirt host {display_uri(uri)}: {err}") from err
@@ -282,6 +296,8 @@ def with_connection(uri: str, operation: Callable[[libvirt.virConnect], T]) -> T
                 _drop(key)
         try:
             conn = _reconnect(uri)
+        except HostUnreachable:
+            raise
         except libvirt.libvirtError as again:
             raise HostUnreachable(f"libvirt host {display_uri(uri)}: {again}") from again
         return operation(conn)
@@ -293,7 +309,9 @@ def _reconnect(uri: str) -> libvirt.virConnect:
     while True:
         try:
             return connect(uri)
-        except libvirt.libvirtError:  # refused while restarting; a hung host raises HostUnreachable
+        except HostUnreachable:
+            raise  # a hung host: waiting on would only time out again
+        except libvirt.libvirtError:  # refused while the daemon restarts
             if time.monotonic() >= deadline:
                 raise
             time.sleep(1.0)
