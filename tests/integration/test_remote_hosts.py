@@ -2,8 +2,8 @@
 127.0.0.1:2222, key-only, scripts/ssh-host.sh) and one over qemu+tls (a second libvirtd listening for TLS
 on 127.0.0.1 with a CA and certificates made by scripts/tls-host.sh), driven through the real engine
 and the `virtstack` CLI: up, plan without changes, drift, heal, 20 plans in a row, destroy. And a host
-that accepts TCP but never answers: it fails with its name in bounded time while the other host's
-resources are still created.
+that accepts TCP but never answers fails with its name in bounded time; one that freezes mid-operation
+is cut off by keepalive while the other host keeps answering.
 
 Names start with `rh`, subnets are 10.152.200-210.0/24, and at most one small guest runs at a time.
 """
@@ -265,7 +265,7 @@ class SilentServer:
         self.sock.close()
 
 
-def test_a_hung_host_fails_with_its_name_while_the_other_host_carries_on(
+def test_a_hung_host_fails_the_run_with_its_name_in_bounded_time(
     tmp_path: Path, real_parts: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ssh_uri = start_host("ssh-host.sh")  # for its client key: the hung host is "reached" over ssh
@@ -298,14 +298,12 @@ def test_a_hung_host_fails_with_its_name_while_the_other_host_carries_on(
         assert server.accepted, "the provider never reached the hung host"
         assert f"127.0.0.1:{server.port}" in out and "did not answer within" in out, out[-3000:]
         assert "hung-host" in out, out[-3000:]
-        # The local host's pool and network were created meanwhile.
-        assert inventory(URI, prefix) == {
-            "domains": [],
-            "networks": [f"{prefix}-ln"],
-            "pools": [f"{prefix}-l"],
-        }
-        # One open timeout plus the engine's own start and the local work (measured 11.8 s with 8 s);
-        # libvirt alone would have waited for good.
+        # Whether the local host's objects get created is the engine's call: it checks objects one at
+        # a time (the hung host's first check delays the rest by one timeout) and stops scheduling at
+        # the first failed operation. That the provider serves other hosts while one hangs is shown by
+        # the keepalive test below and tests/unit/test_provider_connection.py.
+        # One open timeout per engine run (preview, update) plus the engine's own work; libvirt alone
+        # would have waited for good.
         assert elapsed < timeout * 2 + 40, elapsed
         print(f"hung host: up failed after {elapsed:.1f}s (open timeout {timeout}s)")
     finally:
@@ -362,6 +360,7 @@ def test_a_host_that_stops_answering_is_cut_off_by_keepalive_while_another_carri
     instances = Path(os.environ.get("VIRTSTACK_INSTANCES", "/var/lib/virtstack/instances"))
     pid = int((instances / "tls-host" / "pid" / "libvirtd.pid").read_text())
     monkeypatch.setattr(connection, "OPEN_TIMEOUT", 5.0)
+    monkeypatch.setattr(connection, "HUNG_FOR", 5.0)
     outcome: list[BaseException | object] = []
     opened, frozen = threading.Event(), threading.Event()
 
@@ -397,7 +396,7 @@ def test_a_host_that_stops_answering_is_cut_off_by_keepalive_while_another_carri
     # Keepalive cut the frozen connection (~20 s), then the reopen timed out (5 s).
     assert elapsed > connection.KEEPALIVE_INTERVAL * connection.KEEPALIVE_COUNT, elapsed
     print(f"frozen host: operation failed after {elapsed:.1f}s: {outcome[0]}")
-    # Thawed, the host is usable again once the short memo of its timeout has passed.
-    time.sleep(connection.OPEN_TIMEOUT)
+    # Thawed, the host is usable again once the memo of its timeout has passed.
+    time.sleep(connection.HUNG_FOR)
     assert connection.with_connection(tls_uri, lambda c: c.getVersion()) > 0
     assert libvirt.getVersion() > 0

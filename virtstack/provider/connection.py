@@ -42,6 +42,10 @@ def _seconds(name: str, default: float) -> float:
 
 # How long `libvirt.open` may take (ssh or TLS handshake included) before the host counts as hung.
 OPEN_TIMEOUT = _seconds("VIRTSTACK_CONNECT_TIMEOUT", 30.0)
+# How long a host whose open timed out counts as hung: one provider process serves one engine run, and
+# the engine asks about each object several times (check, create, refresh), each of which would
+# otherwise wait out its own timeout.
+HUNG_FOR = 60.0
 # Keepalive: a probe after 5 s of silence, the connection closed after 3 unanswered ones (~20 s).
 KEEPALIVE_INTERVAL = 5
 KEEPALIVE_COUNT = 3
@@ -258,7 +262,7 @@ def _open_bounded(uri: str) -> libvirt.virConnect:
                 "(VIRTSTACK_CONNECT_TIMEOUT); is the host or its daemon hung?"
             )
             with _lock:
-                _hung[uri] = (time.monotonic() + OPEN_TIMEOUT, message)
+                _hung[uri] = (time.monotonic() + HUNG_FOR, message)
             raise HostUnreachable(message)
     if failed:
         raise failed[0]
