@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
 # A libvirt host reached over qemu+ssh on this machine: a private sshd on 127.0.0.1 (its own config,
 # host key, PID file and authorized_keys — the system's sshd and ~/.ssh/authorized_keys are never
-# touched), key-only, with a client key and a known_hosts file made here.
+# touched), key-only, with a client key and a known_hosts file made here. The sshd runs inside the mount
+# namespace of its own libvirt instance (scripts/libvirt-instance.sh, default name ssh-host), so the far
+# side's `qemu:///system` is that daemon, not the main one: tests that restart the main daemon do not
+# touch this host. It shares the kernel's network stack: use distinct bridges and subnets.
 #
 # libvirt's qemu+ssh transport runs the OpenSSH client, which ignores the URI's known_hosts= (only the
 # in-process libssh/libssh2 transports read it) and checks host keys against the user's own
 # ~/.ssh/known_hosts (OpenSSH takes the home directory from the password database, not $HOME). So
-# `start` also puts this host's key there, for [127.0.0.1]:PORT only, and `purge` removes it. Through it, the far side's
-# `qemu:///system` is this machine's main libvirtd, so stacks that use it share that daemon: use
-# distinct names, bridges and subnets.
+# `start` also puts this host's key there, for [127.0.0.1]:PORT only, and `purge` removes it.
 #
 #   scripts/ssh-host.sh start   start (idempotent); prints the host's qemu+ssh URI
 #   scripts/ssh-host.sh uri     print the URI
-#   scripts/ssh-host.sh stop    stop the sshd (by the PID in its PID file), keep keys and config
-#   scripts/ssh-host.sh purge   stop and remove the directory (keys included)
+#   scripts/ssh-host.sh stop    stop the sshd (by the PID in its PID file) and its instance, keep keys
+#   scripts/ssh-host.sh purge   stop, remove the directory (keys included) and the instance
 #
-# Environment: VIRTSTACK_SSH_HOST_DIR (default /var/lib/virtstack/remote/ssh), VIRTSTACK_SSH_PORT (2222).
+# Environment: VIRTSTACK_SSH_HOST_DIR (default /var/lib/virtstack/remote/ssh), VIRTSTACK_SSH_PORT (2222),
+# VIRTSTACK_SSH_INSTANCE (the libvirt instance behind it, default ssh-host).
 set -euo pipefail
 
+here=$(cd "$(dirname "$0")" && pwd)
 dir=${VIRTSTACK_SSH_HOST_DIR:-/var/lib/virtstack/remote/ssh}
+instance=${VIRTSTACK_SSH_INSTANCE:-ssh-host}
+instance_pid=${VIRTSTACK_INSTANCES:-/var/lib/virtstack/instances}/$instance/pid/libvirtd.pid
 port=${VIRTSTACK_SSH_PORT:-2222}
 cmd=${1:?usage: $0 start|uri|stop|purge}
 user=$(id -un)
@@ -28,6 +33,12 @@ uri="qemu+ssh://$user@127.0.0.1:$port/system?keyfile=$key"
 user_known=$(getent passwd "$user" | cut -d: -f6)/.ssh/known_hosts
 
 alive() { [ -s "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; }
+
+# The sshd serves the instance's namespace (a restarted instance gets a new one).
+in_instance_ns() {
+  [ "$(readlink "/proc/$(cat "$dir/sshd.pid")/ns/mnt" 2>/dev/null)" = \
+    "$(readlink "/proc/$(cat "$instance_pid" 2>/dev/null)/ns/mnt" 2>/dev/null)" ]
+}
 
 # A login with exactly the options libvirt's ssh transport will use (key only, strict host key).
 answers() {
@@ -71,11 +82,12 @@ PermitTunnel no
 Subsystem sftp internal-sftp
 LogLevel VERBOSE
 CONF
-  if alive && answers; then echo "$uri"; return 0; fi
-  if alive; then kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true; sleep 0.5; fi
+  "$here/libvirt-instance.sh" start "$instance" >/dev/null
+  if alive && in_instance_ns && answers; then echo "$uri"; return 0; fi
+  stop
   mkdir -p /run/sshd # privilege separation directory
   /usr/sbin/sshd -t -f "$dir/sshd_config"
-  /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
+  nsenter --mount="/proc/$(cat "$instance_pid")/ns/mnt" /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
   for _ in $(seq 50); do
     if answers; then echo "$uri"; return 0; fi
     sleep 0.2
@@ -95,9 +107,10 @@ stop() {
 case $cmd in
   start) start ;;
   uri) echo "$uri" ;;
-  stop) stop ;;
+  stop) stop; "$here/libvirt-instance.sh" stop "$instance" ;;
   purge)
     stop
+    "$here/libvirt-instance.sh" purge "$instance"
     [ -f "$user_known" ] && ssh-keygen -q -R "[127.0.0.1]:$port" -f "$user_known" >/dev/null 2>&1
     rm -rf "$dir"
     ;;
