@@ -12,7 +12,7 @@ from pathlib import Path
 import pulumi
 
 from components import Fleet, FleetArgs
-from virtstack.edge import previous_placement, resolve_connections, resolve_images
+from virtstack.edge import previous_placement, resolve_connections, resolve_images, resolve_passwords
 from virtstack.errors import VirtstackError
 from virtstack.fleet import expand_fleet
 from virtstack.loader import load_spec
@@ -24,7 +24,9 @@ def main() -> None:
     stack = pulumi.get_stack()
     spec_file = pulumi.Config("virtstack").get("spec") or f"stacks/{stack}.yaml"
     try:
-        spec = load_spec(PROJECT_ROOT / spec_file, display_name=spec_file)
+        spec = resolve_passwords(
+            load_spec(PROJECT_ROOT / spec_file, display_name=spec_file), PROJECT_ROOT, spec_file
+        )
         images = resolve_images(spec, PROJECT_ROOT, spec_file, {vm.image for vm in expand_fleet(spec)})
         fleet = Fleet(
             "fleet",

@@ -26,7 +26,16 @@ export PULUMI_PARALLEL=${PULUMI_PARALLEL:-16}
 export GRPC_ENABLE_FORK_SUPPORT=${GRPC_ENABLE_FORK_SUPPORT:-false}
 export PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=${PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK:-false}
 # The documented LOCAL DEVELOPMENT passphrase for stacks on this machine's file backend. Anyone using
-# real secrets sets their own PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE).
-if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
-  export PULUMI_CONFIG_PASSPHRASE=virtstack-local-dev
+# real secrets sets their own PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE).  Only when
+# the passphrase is *unset* (an empty one is a missing CI secret: virtstack refuses it), the backend is
+# a local file one and CI is not set, unless VIRTSTACK_ALLOW_DEV_PASSPHRASE=1 (see
+# virtstack.ops.project.check_passphrase, which enforces the same rules).
+if [ -z "${PULUMI_CONFIG_PASSPHRASE+set}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
+  case "$PULUMI_BACKEND_URL" in
+    file://*)
+      case "${CI:-}:${VIRTSTACK_ALLOW_DEV_PASSPHRASE:-}" in
+        :* | false:* | 0:* | *:1) export PULUMI_CONFIG_PASSPHRASE=virtstack-local-dev ;;
+      esac
+      ;;
+  esac
 fi

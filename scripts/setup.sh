@@ -68,7 +68,9 @@ log "guest image"
 images/ensure-image.sh
 
 log "Pulumi state backend"
-mkdir -p .virtstack/state "$PULUMI_HOME"
+mkdir -p "$PULUMI_HOME"
+# The state holds every stack's (encrypted) secrets: owner only.
+mkdir -p -m 0700 .virtstack/state && chmod 0700 .virtstack/state
 pulumi login "$PULUMI_BACKEND_URL" >/dev/null
 echo "backend $PULUMI_BACKEND_URL ($(pulumi version))"
 

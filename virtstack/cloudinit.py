@@ -4,7 +4,8 @@ Public API:
     render_user_data(vm: VmInstance) -> str
     render_meta_data(vm: VmInstance, network_config: str | None = None) -> str
     render_network_config(vm: VmInstance, networks: Mapping[str, NetworkSpec]) -> str | None
-    instance_id(vm: VmInstance, network_config: str | None = None) -> str
+    instance_id(vm: VmInstance, network_config: str | None = None, key: bytes | None = None) -> str
+    instance_id_key(environ=None) -> bytes
 
 user-data:
     * Raw ``user_data`` passes through byte for byte.
@@ -24,10 +25,14 @@ user-data:
       SSH password login stays as the image configures it (usually off).
     * write_files entries: path, content, then permissions/owner when set and
       ``defer: true`` when set (needed when owner is a user cloud-init creates).
+    * ``password_hash`` is rendered as ``hashed_passwd``; ``password_env`` and
+      ``password_file`` are resolved into ``password`` by virtstack.edge first.
 
 meta-data:
-    ``instance-id: <vm name>-<12 hex of sha256(user-data, network-config)>``
-    and ``local-hostname``.  Including a content hash means a change to the
+    ``instance-id: <vm name>-<12 hex of HMAC(key, name, user-data, network-config)>``
+    and ``local-hostname`` (the key: see instance_id_key; a plain hash let a
+    dictionary attack recover a password from the id in the state).
+    Including the content means a change to the
     user data gives a new instance-id, so cloud-init runs its per-instance
     modules again and the change takes effect on an existing disk instead of
     being silently ignored.  The cost: cloud-init treats it as a new instance
@@ -48,7 +53,10 @@ network-config (v2):
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -57,7 +65,7 @@ from virtstack.errors import VirtstackError
 from virtstack.fleet import VmInstance
 from virtstack.spec import CloudInitSpec, NetworkSpec
 
-__all__ = ["instance_id", "render_meta_data", "render_network_config", "render_user_data"]
+__all__ = ["instance_id", "instance_id_key", "render_meta_data", "render_network_config", "render_user_data"]
 
 
 class _Dumper(yaml.SafeDumper):
@@ -103,6 +111,12 @@ def _cloud_config(vm: VmInstance, config: CloudInitSpec | None) -> dict[str, Any
             if user.password is not None:
                 entry["lock_passwd"] = False
                 entry["plain_text_passwd"] = user.password.get_secret_value()
+            elif user.password_hash is not None:
+                entry["lock_passwd"] = False
+                entry["hashed_passwd"] = user.password_hash.get_secret_value()
+            elif user.password_env is not None or user.password_file is not None:
+                # virtstack.edge.resolve_passwords turns these into `password` before rendering.
+                raise VirtstackError(f"VM {vm.name}: the password of user {user.name} was not resolved")
             if user.ssh_authorized_keys:
                 entry["ssh_authorized_keys"] = list(user.ssh_authorized_keys)
             users.append(entry)
@@ -132,12 +146,42 @@ def render_user_data(vm: VmInstance) -> str:
     return "#cloud-config\n" + _dump(_cloud_config(vm, vm.cloud_init))
 
 
-def instance_id(vm: VmInstance, network_config: str | None = None) -> str:
-    digest = hashlib.sha256()
-    digest.update(render_user_data(vm).encode())
-    digest.update(b"\0")
-    digest.update((network_config or "").encode())
-    return f"{vm.name}-{digest.hexdigest()[:12]}"
+def instance_id_key(environ: Mapping[str, str] | None = None) -> bytes:
+    """The key of instance_id's HMAC: VIRTSTACK_INSTANCE_ID_KEY, else derived from the stack's
+    passphrase (PULUMI_CONFIG_PASSPHRASE or the file PULUMI_CONFIG_PASSPHRASE_FILE names).
+
+    Whoever has the passphrase can decrypt the user data from the state anyway, so keying with it
+    reveals nothing new, and every machine that can deploy the stack computes the same ids."""
+    environ = os.environ if environ is None else environ
+    material = environ.get("VIRTSTACK_INSTANCE_ID_KEY") or environ.get("PULUMI_CONFIG_PASSPHRASE")
+    if not material and environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+        try:
+            material = (
+                Path(environ["PULUMI_CONFIG_PASSPHRASE_FILE"]).read_text(encoding="utf-8").rstrip("\r\n")
+            )
+        except OSError:
+            material = None
+    if not material:
+        raise VirtstackError(
+            "no key for cloud-init instance ids: set PULUMI_CONFIG_PASSPHRASE (or "
+            "VIRTSTACK_INSTANCE_ID_KEY when the stack uses another secrets provider)"
+        )
+    return hmac.new(b"virtstack instance-id v1", material.encode(), hashlib.sha256).digest()
+
+
+def instance_id(vm: VmInstance, network_config: str | None = None, key: bytes | None = None) -> str:
+    """``<vm name>-<12 hex>``: a keyed HMAC of the user data and network config (key: instance_id_key).
+
+    It changes with the content (so cloud-init applies changed user data) but, unlike a plain hash,
+    cannot be used offline to test guesses of a password in the user data: it sits in clear in the
+    state and in the guest's meta-data."""
+    mac = hmac.new(instance_id_key() if key is None else key, digestmod=hashlib.sha256)
+    mac.update(vm.name.encode())
+    mac.update(b"\0")
+    mac.update(render_user_data(vm).encode())
+    mac.update(b"\0")
+    mac.update((network_config or "").encode())
+    return f"{vm.name}-{mac.hexdigest()[:12]}"
 
 
 def render_meta_data(vm: VmInstance, network_config: str | None = None) -> str:

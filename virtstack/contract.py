@@ -101,12 +101,19 @@ def changed_keys(kind: str, olds: Mapping[str, Any], news: Mapping[str, Any]) ->
     return sorted(k for k in news if k not in skip and olds.get(k) != news.get(k))
 
 
+def _number(value: Any) -> float | None:
+    """A size as the engine hands it back (its state keeps numbers as floats); None when unknown."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
 def replaces(kind: str, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
     """The changed keys that recreate an object of `kind` (Pool, Network, Volume, Domain)."""
     keys = [k for k in changed_keys(kind, olds, news) if k in REPLACE_KEYS[kind]]
     if kind == "Volume":
-        old_size, new_size = olds.get("size"), news.get("size")
-        if isinstance(old_size, int) and isinstance(new_size, int) and new_size < old_size:
+        old_size, new_size = _number(olds.get("size")), _number(news.get("size"))
+        if old_size is not None and new_size is not None and new_size < old_size:
             keys.append("size")  # qcow2 cannot shrink safely: a smaller disk is a new disk
     return sorted(set(keys))
 

@@ -2,12 +2,15 @@
 
 Public API:
     VirtstackError(message)      -- base class; ``str()`` is one clean line for users.
-    SpecIssue(file, path, message)
+    SpecIssue(file, path, message, line=0, column=0)
                                  -- one problem in a stack file; ``str()`` is
                                     ``"{file}: {path}: {message}"`` (or
-                                    ``"{file}: {message}"`` when path is empty).
+                                    ``"{file}: {message}"`` when path is empty,
+                                    ``"{file}:{line}:{column}: {message}"`` when
+                                    the YAML position is known).
     SpecError(issues)            -- a stack file is invalid; carries *all* issues
-                                    found, ``str()`` is one issue per line.
+                                    found, ``str()`` is one issue per line, at most
+                                    MAX_SHOWN_ISSUES of them and a line counting the rest.
 
 Only these exceptions should ever reach a user for bad input: callers (the CLI)
 print ``str(exc)`` and exit non-zero instead of showing a traceback.
@@ -18,7 +21,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["SpecError", "SpecIssue", "VirtstackError"]
+__all__ = ["MAX_SHOWN_ISSUES", "SpecError", "SpecIssue", "VirtstackError"]
+
+# A hostile or broken file can have tens of thousands of problems; past this many, more lines only
+# bury the first ones (and a CI log or terminal has to hold them all).
+MAX_SHOWN_ISSUES = 100
 
 
 class VirtstackError(Exception):
@@ -42,14 +49,21 @@ class SpecIssue:
 
     ``file`` is the file as the user named it, ``path`` the dotted location
     inside the document (``vms.web.nics[0].ip``; empty for whole-file
-    problems such as YAML syntax errors, whose line goes in the message).
+    problems such as YAML syntax errors).  ``line`` and ``column`` (1-based,
+    0 when unknown) place problems found while reading the YAML, in the
+    ``file:line:column:`` form editors and CI annotations understand.
     """
 
     file: str
     path: str
     message: str
+    line: int = 0
+    column: int = 0
 
     def __str__(self) -> str:
+        if self.line:
+            where = f"{self.file}:{self.line}:{self.column}"
+            return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
         if self.path:
             return f"{self.file}: {self.path}: {self.message}"
         return f"{self.file}: {self.message}"
@@ -67,7 +81,11 @@ class SpecError(VirtstackError):
         if not self.issues:
             # An empty SpecError would print nothing useful; catch the bug early.
             raise ValueError("SpecError needs at least one issue")
-        super().__init__("\n".join(str(issue) for issue in self.issues))
+        lines = [str(issue) for issue in self.issues[:MAX_SHOWN_ISSUES]]
+        hidden = len(self.issues) - len(lines)
+        if hidden > 0:
+            lines.append(f"{self.issues[0].file}: … and {hidden:,} more problems (fix the ones above first)")
+        super().__init__("\n".join(lines))
 
     @classmethod
     def single(cls, file: str, path: str, message: str) -> SpecError:

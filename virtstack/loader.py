@@ -10,12 +10,14 @@ Public API:
     issues_from_validation_error(error, file) -> list[SpecIssue]
     format_loc(loc) -> str        -- ("vms", "web", "nics", 0, "ip") -> "vms.web.nics[0].ip"
 
-YAML dialect: see virtstack.yamldoc (safe YAML 1.1 without base-60 numbers,
-duplicate keys are errors, alias bombs and self-referencing aliases rejected).
+YAML dialect and limits: see virtstack.yamldoc (safe YAML 1.1 without base-60
+numbers, duplicate keys are errors, size, depth, value and alias limits checked
+while reading, self-referencing aliases rejected; positions as file:line:col).
 
 Issue order: duplicate keys, then schema problems in pydantic's order (model
 field order, then entry order), then cross-validation problems.  Cross
-validation only runs once the file is structurally valid.
+validation only runs once the file is structurally valid, and stops at the
+fleet-wide totals (virtstack.validate.check_totals) before expanding counts.
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ from pydantic import BaseModel, ValidationError
 from virtstack.errors import SpecError, SpecIssue
 from virtstack.spec import ISSUES_ERROR_TYPE, StackSpec
 from virtstack.validate import validate_spec
-from virtstack.yamldoc import parse_yaml
+from virtstack.yamldoc import MAX_TEXT_CHARS, parse_yaml
 
 __all__ = ["format_loc", "issues_from_validation_error", "load_spec", "parse_spec"]
 
-MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_FILE_BYTES = MAX_TEXT_CHARS  # refused before decoding, rather than after
 
 
 # ------------------------------------------------------ pydantic -> SpecIssue

@@ -28,10 +28,17 @@ Order of decisions:
 Because steps 1-2 come before 3, adding or removing an unpinned VM never
 moves a VM that was placed before (when ``previous`` is given).
 
-Cost: O(VMs x log hosts) plus O(hosts) per distinct VM shape (requirements
-and size), using a lazily refreshed heap (spread) or a moving cursor (pack)
-per shape.  Both rely on usage only growing during one run: once a shape
-does not fit a host, it never will again in that run.
+Cost: O(VMs x log hosts) plus, per distinct requirement (networks and pool),
+a match against the host classes (validate.HostIndex: hosts offering the same
+networks and pools), and O(eligible hosts) per distinct set of matching classes.  Spread keeps one
+lazily refreshed heap per such set, shared by every VM size; a VM that does
+not fit the hosts at the top sets them aside for its own pick only.  Pack
+keeps a moving cursor per shape (requirement and size).  Both rely on usage
+only growing during one run: once a shape does not fit a host, it never will
+again in that run.  Adversarial stacks (thousands of hosts that all differ in
+networks and pools, or sizes that fit only the least free hosts) could still
+make this quadratic, so the work is counted: past
+MAX_PLACEMENT_STEPS, place() stops with an error saying so.
 """
 
 from __future__ import annotations
@@ -45,9 +52,13 @@ from virtstack.errors import SpecError, SpecIssue
 from virtstack.fleet import VmInstance, expand_fleet, missing_on_host
 from virtstack.spec import HostSpec, StackSpec
 from virtstack.units import format_size
-from virtstack.validate import check_macs
+from virtstack.validate import HostIndex, check_macs
 
-__all__ = ["FleetPlan", "HostUsage", "Placement", "place", "plan"]
+__all__ = ["MAX_PLACEMENT_STEPS", "FleetPlan", "HostUsage", "Placement", "place", "plan"]
+
+# Host checks (fits or heap moves) one place() call may make: a few seconds.  Ordinary stacks need
+# about one per VM; 10,000 VMs of 3,000 shapes over 3,000 hosts need ~200,000.
+MAX_PLACEMENT_STEPS = 5_000_000
 
 Strategy = Literal["spread", "pack"]
 
@@ -101,6 +112,10 @@ _ReqKey = tuple[tuple[str, ...], str | None]
 _Shape = tuple[_ReqKey, int, int, int]
 
 
+class _TooMuchWork(Exception):
+    """MAX_PLACEMENT_STEPS reached; place() turns it into a SpecError."""
+
+
 class _State:
     """Mutable bookkeeping for one place() call."""
 
@@ -113,9 +128,19 @@ class _State:
         self.used = {h: [0, 0, 0] for h in hosts}
         self.version = dict.fromkeys(hosts, 0)
         self.assigned: dict[str, str] = {}
-        self._eligible: dict[_ReqKey, list[str]] = {}
-        self._heaps: dict[_Shape, list[tuple[float, str, int]]] = {}
+        self.index = HostIndex(hosts)
+        self.steps = 0
+        # Requirements that select the same host classes share one host list and one spread heap.
+        self._selected: dict[_ReqKey, tuple[int, ...]] = {}
+        self._eligible: dict[tuple[int, ...], list[str]] = {}
+        self._heaps: dict[tuple[int, ...], list[tuple[float, str, int]]] = {}
         self._cursor: dict[_Shape, int] = {}
+        self._never: set[_Shape] = set()  # shapes that fit no host any more
+
+    def spend(self, steps: int) -> None:
+        self.steps += steps
+        if self.steps > MAX_PLACEMENT_STEPS:
+            raise _TooMuchWork
 
     @staticmethod
     def need(vm: VmInstance) -> tuple[int, int, int]:
@@ -139,38 +164,61 @@ class _State:
         used, cap = self.used[host], self.cap[host]
         return min((cap[0] - used[0]) / cap[0], (cap[1] - used[1]) / cap[1], (cap[2] - used[2]) / cap[2])
 
-    def eligible(self, vm: VmInstance) -> list[str]:
+    def selected(self, vm: VmInstance) -> tuple[int, ...]:
         key = _req_key(vm)
-        hosts = self._eligible.get(key)
+        found = self._selected.get(key)
+        if found is None:
+            found = self._selected[key] = self.index.select(vm.networks, vm.pool)
+            self.spend(len(self.index.classes))
+        return found
+
+    def eligible(self, vm: VmInstance) -> list[str]:
+        selected = self.selected(vm)
+        hosts = self._eligible.get(selected)
         if hosts is None:
-            hosts = [h for h in self.names if not missing_on_host(vm, self.hosts[h])]
-            self._eligible[key] = hosts
+            hosts = sorted(name for i in selected for name in self.index.classes[i][1])
+            self.spend(len(hosts))
+            self._eligible[selected] = hosts
         return hosts
 
     def pick_spread(self, vm: VmInstance) -> str | None:
         shape = _shape(vm)
-        heap = self._heaps.get(shape)
+        if shape in self._never:
+            return None
+        selected = self.selected(vm)
+        heap = self._heaps.get(selected)
         if heap is None:
             heap = [(-self.free_share(h), h, self.version[h]) for h in self.eligible(vm)]
             heapq.heapify(heap)
-            self._heaps[shape] = heap
+            self._heaps[selected] = heap
+        # The heap is shared by every VM size of this requirement: hosts too full for this VM are
+        # set aside while it looks further, then put back for the next (maybe smaller) VM.
+        aside: list[tuple[float, str, int]] = []
+        chosen = None
         while heap:
+            self.spend(1)
             _, host, version = heap[0]
             if version != self.version[host]:
                 # Stale: usage grew since; its real share is lower, re-queue.
                 heapq.heapreplace(heap, (-self.free_share(host), host, self.version[host]))
                 continue
             if self.fits(host, vm):
-                return host
-            heapq.heappop(heap)  # this shape will never fit here again
-        return None
+                chosen = host
+                break
+            aside.append(heapq.heappop(heap))
+        for entry in aside:
+            heapq.heappush(heap, entry)
+        if chosen is None:
+            self._never.add(shape)
+        return chosen
 
     def pick_pack(self, vm: VmInstance) -> str | None:
         shape = _shape(vm)
         hosts = self.eligible(vm)
-        i = self._cursor.get(shape, 0)
+        i = start = self._cursor.get(shape, 0)
         while i < len(hosts) and not self.fits(hosts[i], vm):
             i += 1
+        self.spend(i - start + 1)
         self._cursor[shape] = i
         return hosts[i] if i < len(hosts) else None
 
@@ -208,7 +256,10 @@ def _unplaceable_reason(state: _State, vm: VmInstance) -> str:
         needs = [f"network {n}" for n in vm.networks]
         if vm.pool is not None:
             needs.append(f"pool {vm.pool}")
-        absent = [need for need in needs if all(need in missing_on_host(vm, h) for h in state.hosts.values())]
+        # Needs no host offers at all (from the index: not a pass over every host per shape).
+        absent = [f"network {n}" for n in vm.networks if n not in state.index.networks]
+        if vm.pool is not None and vm.pool not in state.index.pools:
+            absent.append(f"pool {vm.pool}")
         if absent:
             return f"no host offers {' and '.join(absent)}"
         if vm.pool is None:
@@ -303,12 +354,22 @@ def place(
 
     pick = state.pick_spread if strategy == "spread" else state.pick_pack
     failed: list[VmInstance] = []
-    for vm in unplaced:
-        chosen = pick(vm)
-        if chosen is None:
-            failed.append(vm)
-        else:
-            state.assign(vm, chosen)
+    try:
+        for vm in unplaced:
+            chosen = pick(vm)
+            if chosen is None:
+                failed.append(vm)
+            else:
+                state.assign(vm, chosen)
+    except _TooMuchWork:
+        shapes = len({_shape(vm) for vm in unplaced})
+        raise SpecError.single(
+            file,
+            "vms",
+            f"placement gave up after {MAX_PLACEMENT_STEPS:,} host checks ({len(unplaced):,} VMs of "
+            f"{shapes:,} sizes and network/pool needs over {len(hosts):,} hosts); pin groups to hosts "
+            "with host: or use fewer distinct sizes and network combinations",
+        ) from None
 
     # Reasons use the final usage so the "free" figures are consistent.
     reasons: dict[_Shape, str] = {}

@@ -7,7 +7,7 @@ Public API (all models are frozen and reject unknown keys):
     PoolSpec        -- path of a directory storage pool on the host.
     NetworkSpec     -- mode nat|isolated|bridge, cidr, dhcp, bridge, gateway;
                        ``dhcp_enabled`` and ``gateway_address`` resolve defaults.
-    ImageSpec       -- source (path or http(s) URL), format; ``disk_format``
+    ImageSpec       -- source (path or https URL), format, sha256; ``disk_format``
                        resolves the format from the extension.
     VmSpec          -- one VM group (``count`` instances) and its settings.
     DataDiskSpec, NicSpec, CloudInitSpec, UserSpec, WriteFileSpec, PlacementSpec.
@@ -28,7 +28,9 @@ Shape decisions (beyond the stack file example):
     * Images: ``format`` may be left out when the source ends in .qcow2/.qcow
       (qcow2) or .raw (raw); ``.img`` is ambiguous (Ubuntu's are qcow2) so it
       needs ``format``.  Relative paths are relative to the project root; the
-      caller resolves them.  Compressed images are rejected.
+      caller resolves them (and keeps them inside the image directories, see
+      virtstack.edge).  Compressed images are rejected.  URLs must be https
+      and carry ``sha256``.
     * VMs: with ``count > 1`` a NIC may not set ``mac`` and cloud_init may not
       set ``hostname`` (every instance would get the same one).  A data disk
       may not be called ``root`` (that is the root disk's name).
@@ -40,6 +42,13 @@ Shape decisions (beyond the stack file example):
       repr or an error message.  Raw user_data must start with a cloud-init
       header (``#cloud-config``, ``#!``, ...), since cloud-init silently
       ignores user data without one.
+    * Host URIs (a stack file may come from anyone who can open a pull
+      request): query parameters only from an allow-list per transport
+      (_URI_PARAMS; no program overrides such as ``command``/``netcat``, no
+      ``no_verify``), no password, host and user names that cannot pass for
+      ssh options; ``qemu+tcp`` only with ``insecure_transport: true``.
+    * Users: at most one of ``password``, ``password_hash``,
+      ``password_env`` (VIRTSTACK_PASSWORD_* only) and ``password_file``.
     * Top-level keys starting with ``x-`` are ignored, so a file can hold YAML
       anchors (``x-small: &small {vcpus: 1, memory: 512MiB}``).
 
@@ -54,7 +63,7 @@ import re
 from collections.abc import Sequence
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -243,12 +252,93 @@ Mac = Annotated[str, PlainValidator(_check_mac)]
 URI_SCHEMES = ("qemu", "qemu+ssh", "qemu+tls", "qemu+tcp", "qemu+unix", "test")
 _REMOTE_SCHEMES = {"qemu+ssh", "qemu+tls", "qemu+tcp"}
 
+# Query parameters a stack file may pass to libvirt, per transport (libvirt's "extra parameters" of
+# remote URIs).  An allow-list, because several of libvirt's parameters run programs or switch off
+# verification: `command` and `netcat` name the program libvirt runs *locally* (or on the host) instead
+# of ssh/nc, `no_verify` skips the host key / server certificate check, `name` redirects the remote
+# connection.  A stack file comes through pull requests, so none of those may come from it.
+_PATH_PARAMS = {"keyfile", "known_hosts", "socket", "pkipath"}
+_URI_PARAMS: dict[str, dict[str, tuple[str, ...] | None]] = {
+    # None: any value (absolute paths for _PATH_PARAMS); a tuple: the values allowed.
+    "qemu+ssh": {
+        "keyfile": None,
+        "known_hosts": None,
+        "known_hosts_verify": ("normal", "auto"),
+        "sshauth": None,
+        "socket": None,
+        "no_tty": ("0", "1"),
+        "mode": ("auto", "legacy", "direct"),
+        "proxy": ("auto", "netcat", "native"),
+    },
+    "qemu+tls": {"pkipath": None, "mode": ("auto", "legacy", "direct")},
+    "qemu+tcp": {"mode": ("auto", "legacy", "direct")},
+    "qemu+unix": {"socket": None, "mode": ("auto", "legacy", "direct")},
+    "qemu": {"socket": None, "mode": ("auto", "legacy", "direct")},
+    "test": {},
+}
+_URI_PARAM_REASONS = {
+    "command": "it names a program libvirt runs instead of ssh",
+    "netcat": "it names a program run on the host instead of nc",
+    "no_verify": "it turns off host key / certificate verification",
+    "name": "it redirects the connection to another URI on the host",
+    "tls_priority": "it can weaken TLS (e.g. +NULL ciphers)",
+}
+_SSHAUTH_METHODS = {"agent", "privkey", "keyboard", "password"}
+_URI_HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_URI_PATH_RE = re.compile(r"^/[A-Za-z0-9_./-]*$")
+_URI_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _uri_params(text: str, scheme: str, query: str, remote_qemu: bool) -> None:
+    """Check the query of a libvirt URI against _URI_PARAMS (see there)."""
+    if not query:
+        return
+    if ";" in query:
+        # libvirt splits parameters on ';' as well as '&'; one separator keeps our reading and its alike.
+        raise ValueError(f"libvirt URI {_shorten(text)}: separate parameters with '&', not ';'")
+    allowed = _URI_PARAMS["qemu+tls" if remote_qemu else scheme]
+    seen: set[str] = set()
+    for item in query.split("&"):
+        raw_key, _, raw_value = item.partition("=")
+        key, value = unquote(raw_key), unquote(raw_value)  # libvirt unescapes names and values too
+        if key in seen:
+            raise ValueError(f"libvirt URI {_shorten(text)}: parameter {key!r} is given twice")
+        seen.add(key)
+        if key not in allowed:
+            reason = _URI_PARAM_REASONS.get(key)
+            known = ", ".join(sorted(allowed)) or "none"
+            why = f"not allowed: {reason}" if reason else f"unknown for {scheme} (allowed: {known})"
+            raise ValueError(f"libvirt URI {_shorten(text)}: parameter {key!r} is {why}")
+        choices = allowed[key]
+        if choices is not None and value not in choices:
+            wanted = ", ".join(choices)
+            raise ValueError(
+                f"libvirt URI {_shorten(text)}: {key} must be one of {wanted} (got {_shorten(value)})"
+            )
+        # Plain characters only: libvirt puts `socket` into the shell command it runs on the host.
+        if key in _PATH_PARAMS and (not _URI_PATH_RE.match(value) or ".." in value.split("/")):
+            raise ValueError(
+                f"libvirt URI {_shorten(text)}: {key} must be an absolute path of letters, digits and _.-/"
+            )
+        if key == "sshauth" and not (value and set(value.split(",")) <= _SSHAUTH_METHODS):
+            methods = ", ".join(sorted(_SSHAUTH_METHODS))
+            raise ValueError(f"libvirt URI {_shorten(text)}: sshauth takes a list of {methods}")
+
 
 def check_uri(value: object) -> str:
     """A libvirt connection URI we know how to use.
 
     qemu[+ssh|+tls|+tcp|+unix]://[user@host[:port]]/system|/session[?params];
-    ``test:///default`` for libvirt's mock driver.
+    ``test:///default`` for libvirt's mock driver.  Query parameters: see _URI_PARAMS.  No password:
+    the URI is kept in the stack's state and outputs in clear.
     """
     text = _require_str(value, "a libvirt URI")
     if text != text.strip() or any(ch.isspace() for ch in text):
@@ -263,17 +353,39 @@ def check_uri(value: object) -> str:
     if "://" not in text or scheme not in URI_SCHEMES:
         known = ", ".join(URI_SCHEMES)
         raise ValueError(f"invalid libvirt URI {_shorten(text)}: the scheme must be one of {known}")
+    if parts.password is not None:
+        # Never echo the URI here: it holds the password.
+        raise ValueError(
+            "the libvirt URI contains a password (user:password@); it would be stored in clear in the "
+            "state and outputs: use an ssh key (keyfile=) or TLS certificates instead"
+        )
     if scheme in _REMOTE_SCHEMES and not hostname:
         raise ValueError(f"{scheme} URI {_shorten(text)} needs a host, e.g. {scheme}://user@host/system")
     if scheme in {"qemu+unix", "test"} and parts.netloc:
         raise ValueError(f"{scheme} URI {_shorten(text)} must not name a host (use {scheme}:///...)")
+    # libvirt hands host and user to ssh as arguments: one starting with '-' would be read as an ssh
+    # option (-oProxyCommand=... runs a program), so both must look like what they are.
+    if hostname and not (_URI_HOST_RE.match(hostname) or _is_ip(hostname)):
+        raise ValueError(f"libvirt URI {_shorten(text)}: invalid host name {_shorten(hostname)}")
+    if parts.username is not None and not _URI_USER_RE.match(unquote(parts.username)):
+        raise ValueError(
+            f"libvirt URI {_shorten(text)}: invalid user name (letters, digits, '_', '.', '-'; "
+            "not starting with '-')"
+        )
     allowed_paths = ("/default",) if scheme == "test" else ("/system", "/session")
     if parts.path not in allowed_paths:
         wanted = " or ".join(allowed_paths)
         raise ValueError(f"libvirt URI {_shorten(text)} must end in {wanted}")
     if parts.fragment:
         raise ValueError(f"libvirt URI {_shorten(text)} must not have a #fragment")
+    # qemu://host/... is remote over TLS (libvirt's default transport).
+    _uri_params(text, scheme, parts.query, remote_qemu=scheme == "qemu" and bool(parts.netloc))
     return text
+
+
+def uri_transport_is_plain(uri: str) -> bool:
+    """Whether the URI's transport sends everything unencrypted over the network (qemu+tcp)."""
+    return urlsplit(uri).scheme == "qemu+tcp"
 
 
 LibvirtUri = Annotated[str, PlainValidator(check_uri)]
@@ -439,14 +551,17 @@ _COMPRESSED_SUFFIXES = (".xz", ".gz", ".bz2", ".zst", ".zip", ".tar", ".tgz", ".
 
 
 def _check_image_source(value: object) -> str:
-    text = _require_str(value, "a path or an http(s) URL")
+    text = _require_str(value, "a path or an https URL")
     if not text.strip() or text != text.strip() or "\n" in text or "\0" in text:
         raise ValueError("must be a non-empty path or URL without surrounding whitespace")
     match = _URL_SCHEME_RE.match(text)
     if match:
         scheme = match.group(1).lower()
-        if scheme not in ("http", "https"):
-            raise ValueError(f"unsupported URL scheme {scheme!r} (use http, https or a local path)")
+        if scheme == "http":
+            # Plain http can be altered on the way; https plus the sha256 below pins the content.
+            raise ValueError("plain http is not supported: use an https URL (with sha256) or a local path")
+        if scheme != "https":
+            raise ValueError(f"unsupported URL scheme {scheme!r} (use https or a local path)")
         try:
             netloc = urlsplit(text).netloc
         except ValueError:
@@ -457,6 +572,17 @@ def _check_image_source(value: object) -> str:
 
 
 ImageSource = Annotated[str, PlainValidator(_check_image_source)]
+
+_SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def _check_sha256(value: object) -> str:
+    text = _require_str(value, "a SHA-256 digest")
+    if not _SHA256_RE.match(text):
+        raise ValueError(
+            f"must be a SHA-256 digest: 64 hex digits, as sha256sum prints (got {_shorten(text)})"
+        )
+    return text.lower()
 
 
 def _nonempty_secret(value: SecretStr | None) -> SecretStr | None:
@@ -593,6 +719,22 @@ class HostSpec(_Model):
     capacity: Capacity
     pools: Annotated[dict[Name, PoolSpec], Field(min_length=1)]
     networks: dict[Name, NetworkSpec] = Field(default_factory=dict)
+    # qemu+tcp sends everything, seed ISOs with their passwords included, in clear: only on request.
+    insecure_transport: StrictBool = False
+
+    @model_validator(mode="after")
+    def _check_transport(self) -> HostSpec:
+        if uri_transport_is_plain(self.uri) and not self.insecure_transport:
+            raise issues_error(
+                [
+                    (
+                        ("uri",),
+                        "qemu+tcp is unencrypted and unauthenticated (seed ISOs carry passwords): use "
+                        "qemu+ssh or qemu+tls, or set insecure_transport: true on a trusted network",
+                    )
+                ]
+            )
+        return self
 
 
 class ImageSpec(_Model):
@@ -600,6 +742,8 @@ class ImageSpec(_Model):
 
     source: ImageSource
     format: Literal["qcow2", "raw"] | None = None
+    # Required for https sources: the download is verified against it before any host sees it.
+    sha256: Annotated[str, PlainValidator(_check_sha256)] | None = None
 
     @property
     def is_url(self) -> bool:
@@ -620,6 +764,17 @@ class ImageSpec(_Model):
         lowered = _source_path(self.source).lower()
         if lowered.endswith(_COMPRESSED_SUFFIXES):
             raise issues_error([(("source",), "compressed images are not supported; decompress it first")])
+        if self.is_url and self.sha256 is None:
+            raise issues_error(
+                [
+                    (
+                        ("sha256",),
+                        "required for https sources: the image's SHA-256 (64 hex digits, from sha256sum)",
+                    )
+                ]
+            )
+        if not self.is_url and self.sha256 is not None:
+            raise issues_error([(("sha256",), "only for https sources (local images are not downloaded)")])
         if self.format is None and detect_image_format(self.source) is None:
             raise issues_error(
                 [
@@ -674,12 +829,55 @@ class NicSpec(_Model):
     mac: Mac | None = None
 
 
+# crypt(3) hashes cloud-init's hashed_passwd accepts: yescrypt, sha512, sha256, bcrypt.
+_PASSWORD_HASH_RE = re.compile(r"^\$(y|6|5|2[aby])\$[./A-Za-z0-9$=,]{8,}$")
+# Only variables meant for this: a stack file must not be able to copy any variable of the machine
+# running virtstack (a CI secret, the state passphrase) into a guest it controls.
+PASSWORD_ENV_PREFIX = "VIRTSTACK_PASSWORD_"
+_PASSWORD_ENV_RE = re.compile(rf"^{PASSWORD_ENV_PREFIX}[A-Z0-9_]+$")
+_SECRET_FILE_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+
+
+def _check_password_hash(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and not _PASSWORD_HASH_RE.match(value.get_secret_value()):
+        # Never echo it: a plain password pasted here by mistake must not reach a log.
+        raise ValueError("must be a crypt(3) hash such as the output of `mkpasswd -m sha-512` ($6$…)")
+    return value
+
+
+def _check_password_env(value: object) -> str:
+    text = _require_str(value, "an environment variable name")
+    if not _PASSWORD_ENV_RE.match(text):
+        raise ValueError(
+            f"must be an environment variable named {PASSWORD_ENV_PREFIX}<NAME> (uppercase letters, "
+            f"digits, '_'), got {_shorten(text)}"
+        )
+    return text
+
+
+def _check_secret_file(value: object) -> str:
+    text = _require_str(value, "a file name in the secrets directory")
+    if not _SECRET_FILE_RE.match(text) or ".." in text.split("/"):
+        raise ValueError(
+            f"must be a relative path inside the secrets directory (no '..'), got {_shorten(text)}"
+        )
+    return text
+
+
 class UserSpec(_Model):
-    """A cloud-init user (see virtstack.cloudinit for how it is rendered)."""
+    """A cloud-init user (see virtstack.cloudinit for how it is rendered).
+
+    At most one password source: ``password`` (plain, in the stack file), ``password_hash`` (a
+    crypt hash), ``password_env`` (a VIRTSTACK_PASSWORD_* variable) or ``password_file`` (a file in
+    the secrets directory, see virtstack.edge.resolve_passwords), so stack files need hold none.
+    """
 
     name: Username
     ssh_authorized_keys: list[SshKey] = Field(default_factory=list)
     password: SecretStr | None = None
+    password_hash: SecretStr | None = None
+    password_env: Annotated[str, PlainValidator(_check_password_env)] | None = None
+    password_file: Annotated[str, PlainValidator(_check_secret_file)] | None = None
     sudo: Sudo = None
     groups: list[Username] = Field(default_factory=list)
     shell: AbsPath = "/bin/bash"
@@ -688,6 +886,22 @@ class UserSpec(_Model):
     @classmethod
     def _check_password(cls, value: SecretStr | None) -> SecretStr | None:
         return _nonempty_secret(value)
+
+    @field_validator("password_hash")
+    @classmethod
+    def _check_hash(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_password_hash(value)
+
+    @model_validator(mode="after")
+    def _one_password(self) -> UserSpec:
+        given = [
+            key
+            for key in ("password", "password_hash", "password_env", "password_file")
+            if getattr(self, key) is not None
+        ]
+        if len(given) > 1:
+            raise issues_error([((given[1],), f"set only one of {', '.join(given)}")])
+        return self
 
 
 class WriteFileSpec(_Model):

@@ -3,7 +3,13 @@
 Public API:
     validate_spec(spec, file) -> list[SpecIssue]
         All cross-reference and addressing problems, in a deterministic order
-        (hosts, then VMs in file order, then address clashes).
+        (hosts, then VMs in file order, then address clashes).  A stack past
+        the fleet-wide totals (check_totals) gets only those issues: nothing
+        is expanded.
+    check_totals(spec, file) -> list[SpecIssue]
+        MAX_HOSTS hosts, MAX_INSTANCES VMs, MAX_DATA_DISKS data disks and
+        MAX_NICS NICs over the whole fleet, counted from the groups before
+        any count is expanded.
     check_macs(fleet, assignments, hosts, file) -> list[SpecIssue]
         MAC clashes per L2 segment; needs placement (see below).
     dhcp_range(network: NetworkSpec) -> tuple[IPv4Address, IPv4Address] | None
@@ -11,6 +17,8 @@ Public API:
     dhcp_range_of(cidr: IPv4Network) -> tuple[IPv4Address, IPv4Address]
         Upper half of the host addresses: /24 -> .128-.254.
     reserved_addresses(network) -> dict[IPv4Address, str]
+    HostIndex(hosts).select(networks, pool) -> tuple[int, ...]
+        The classes of hosts (same networks and pools) offering all those networks and the pool.
 
 Rules:
     * Every reference resolves: image, pinned host, networks and pool on the
@@ -47,12 +55,76 @@ from virtstack.fleet import VmInstance, expand_fleet, missing_on_host, resolve_p
 from virtstack.spec import NAME_MAX, HostSpec, NetworkSpec, StackSpec, VmSpec
 
 __all__ = [
+    "MAX_DATA_DISKS",
+    "MAX_HOSTS",
+    "MAX_INSTANCES",
+    "MAX_NICS",
+    "HostIndex",
     "check_macs",
+    "check_totals",
     "dhcp_range",
     "dhcp_range_of",
     "reserved_addresses",
     "validate_spec",
 ]
+
+
+# Fleet-wide totals.  `count` is capped per group (spec.MAX_COUNT), but a file of 1,000 groups with
+# count 10,000 each is 11 KB and would expand to ten million VMs; these are checked on the groups,
+# before expansion, so such a file costs nothing.  Far beyond fleets one stack drives (each VM is
+# several engine resources; each host a libvirt connection).
+MAX_INSTANCES = 10_000
+MAX_HOSTS = 5_000
+MAX_DATA_DISKS = 40_000  # four per VM at the largest fleet
+MAX_NICS = 40_000
+
+
+def check_totals(spec: StackSpec, file: str) -> list[SpecIssue]:
+    instances = data_disks = nics = 0
+    for vm in spec.vms.values():
+        instances += vm.count
+        data_disks += vm.count * len(vm.data_disks)
+        nics += vm.count * len(vm.nics)
+    issues = []
+    for what, path, total, limit in (
+        ("hosts", "hosts", len(spec.hosts), MAX_HOSTS),
+        ("VMs (counts added over all groups)", "vms", instances, MAX_INSTANCES),
+        ("data disks (over all VMs)", "vms", data_disks, MAX_DATA_DISKS),
+        ("NICs (over all VMs)", "vms", nics, MAX_NICS),
+    ):
+        if total > limit:
+            issues.append(
+                SpecIssue(file, path, f"{total:,} {what} is more than one stack may have (at most {limit:,})")
+            )
+    return issues
+
+
+class HostIndex:
+    """Hosts grouped by what they offer, for matching VM requirements.
+
+    Hosts offering the same networks and pools are interchangeable when it comes to which VMs they
+    can run: a requirement (networks, pool) is matched against these classes — usually a handful,
+    even with thousands of hosts — rather than against every host, which was the quadratic part of
+    validation and placement with thousands of hosts and thousands of distinct requirements."""
+
+    def __init__(self, hosts: Mapping[str, HostSpec]) -> None:
+        classes: dict[tuple[frozenset[str], frozenset[str]], list[str]] = {}
+        for name in sorted(hosts):
+            host = hosts[name]
+            classes.setdefault((frozenset(host.networks), frozenset(host.pools)), []).append(name)
+        self.classes = list(classes.items())  # ((networks, pools), host names in name order)
+        self.networks = {network for (networks, _), _ in self.classes for network in networks}
+        self.pools = {pool for (_, pools), _ in self.classes for pool in pools}
+
+    def select(self, networks: Iterable[str], pool: str | None) -> tuple[int, ...]:
+        """Indexes of the classes offering every network of ``networks`` and ``pool`` (None: the
+        host's only pool), as fleet.missing_on_host decides for one host."""
+        wanted = set(networks)
+        return tuple(
+            i
+            for i, ((offered, pools), _) in enumerate(self.classes)
+            if wanted <= offered and (pool in pools if pool is not None else len(pools) == 1)
+        )
 
 
 def dhcp_range_of(cidr: IPv4Network) -> tuple[IPv4Address, IPv4Address]:
@@ -161,6 +233,7 @@ class _Checker:
         # Cache of "which hosts lack what" per requirement set: many groups
         # share one, and hosts x groups would be slow on big fleets.
         self._offer_cache: dict[tuple[tuple[str, ...], str | None], str | None] = {}
+        self._index: HostIndex | None = None
 
     def add(self, path: str, message: str) -> None:
         self.issues.append(SpecIssue(self.file, path, message))
@@ -290,17 +363,19 @@ class _Checker:
     def _no_host_offers(self, vm: VmInstance) -> str | None:
         key = (tuple(sorted(vm.networks)), vm.pool)
         if key not in self._offer_cache:
-            lacking: list[str] = []
+            if self._index is None:
+                self._index = HostIndex(self.spec.hosts)
             result: str | None = None
-            for host_name in sorted(self.spec.hosts):
-                missing = missing_on_host(vm, self.spec.hosts[host_name])
-                if not missing:
-                    break
-                lacking.append(f"{host_name} lacks {', '.join(missing)}")
-            else:
+            if not self._index.select(vm.networks, vm.pool):
+                # No host offers everything: each lacks something; name the first three.
+                names = sorted(self.spec.hosts)
+                lacking = [
+                    f"{name} lacks {', '.join(missing_on_host(vm, self.spec.hosts[name]))}"
+                    for name in names[:3]
+                ]
                 needs = [f"network {n}" for n in vm.networks]
                 needs.append(f"pool {vm.pool}" if vm.pool else "a single pool (pool is not set)")
-                shown = "; ".join(lacking[:3]) + ("; …" if len(lacking) > 3 else "")
+                shown = "; ".join(lacking) + ("; …" if len(names) > 3 else "")
                 result = f"no host offers {', '.join(needs)} together ({shown})"
             self._offer_cache[key] = result
         return self._offer_cache[key]
@@ -397,6 +472,9 @@ class _Clash:
 
 
 def validate_spec(spec: StackSpec, file: str) -> list[SpecIssue]:
+    totals = check_totals(spec, file)
+    if totals:
+        return totals
     checker = _Checker(spec, file)
     checker.check_hosts()
     checker.check_vms(expand_fleet(spec))  # memoised: placement reuses the expansion

@@ -30,7 +30,7 @@ def two_vm_spec(prefix: str, subnet: int) -> dict[str, Any]:
     spec = local_spec(prefix, subnet, vcpus=2, memory="2GiB", disk="20GiB")
     spec["vms"] = {
         f"{prefix}-vm": {
-            "count": 2,  # <prefix>-vm-1 (.10) and <prefix>-vm-2 (.11)
+            "count": 2,  # <prefix>-vm (.10) and <prefix>-vm-2 (.11)
             "image": "debian-12",
             "vcpus": 1,
             "memory": "384MiB",
@@ -134,7 +134,7 @@ def test_plan_up_drift_heal_inventory_destroy(stack: tuple[PulumiProject, Cli, s
 
     project, cli, net = stack
     prefix = project.stack
-    vm1, vm2 = f"{prefix}-vm-1", f"{prefix}-vm-2"
+    vm1, vm2 = f"{prefix}-vm", f"{prefix}-vm-2"
 
     # An empty stack: everything is to be created; --detailed-exitcode says "changes" with 2.
     plan = cli("plan", "--detailed-exitcode")

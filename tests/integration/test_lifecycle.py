@@ -33,6 +33,7 @@ from tests.integration.realenv import (
     local_spec,
     wait_for,
 )
+from virtstack.fleet import instance_names
 
 BOOT_TIMEOUT = 300
 PASSWORD = f"pw-{secrets.token_hex(8)}-never-in-plaintext"
@@ -264,7 +265,7 @@ def test_5_crash_mid_apply_then_converge(tmp_path: Path, real_parts: None) -> No
     spec = base_spec(prefix, secrets.randbelow(200) + 20)
     spec["vms"] = {f"{prefix}-vm": vm(prefix, count=4, memory="256MiB")}
     project = new_project(tmp_path, spec, prefix)
-    names = [f"{prefix}-vm-{i}" for i in range(1, 5)]
+    names = instance_names(f"{prefix}-vm", 4)
     try:
         for delay in (1.0, 2.5, 4.0):
             proc = start_up(project)
@@ -307,7 +308,7 @@ def test_6_daemon_restart_during_up(tmp_path: Path, real_parts: None) -> None:
         proc.wait(timeout=600)  # it may have failed; what matters is the next run
         ok(project.virtstack("up", "-s", project.stack, "--yes"))
         ok(project.virtstack("plan", "-s", project.stack, "--detailed-exitcode"), 0)
-        assert sorted(libvirt_inventory(prefix)["domains"]) == [f"{prefix}-vm-1", f"{prefix}-vm-2"]
+        assert sorted(libvirt_inventory(prefix)["domains"]) == instance_names(f"{prefix}-vm", 2)
     finally:
         teardown(project, prefix)
     assert libvirt_inventory(prefix) == empty(prefix)
@@ -331,7 +332,7 @@ def test_7_concurrent_up_one_wins_other_gets_a_lock_message(tmp_path: Path, real
         assert second.returncode == 1
         assert "locked" in (second.stdout + second.stderr).lower()
         ok(project.virtstack("plan", "-s", project.stack, "--detailed-exitcode"), 0)
-        assert sorted(libvirt_inventory(prefix)["domains"]) == [f"{prefix}-vm-1", f"{prefix}-vm-2"]
+        assert sorted(libvirt_inventory(prefix)["domains"]) == instance_names(f"{prefix}-vm", 2)
     finally:
         teardown(project, prefix)
 

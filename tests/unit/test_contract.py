@@ -332,3 +332,11 @@ def test_disks_created_by_the_provider_are_the_size_asked_for(
         # What a refresh reports (capacity, an output) and what the next run asks for agree.
         assert contract.changed_keys("Volume", props, {**props, "capacity": created["capacity"]}) == []
         assert contract.replaces("Volume", props, {**props, "size": created["capacity"]}) == []
+
+
+def test_a_shrink_is_seen_when_the_state_holds_the_size_as_a_float() -> None:
+    """Regression: the engine's state keeps numbers as floats, and a shrunk data disk (1 GiB -> 512 MiB)
+    was planned as an in-place update instead of a replacement with data loss."""
+    olds = {**VOLUME, "size": float(VOLUME["size"])}
+    assert contract.replaces("Volume", olds, {**VOLUME, "size": VOLUME["size"] // 2}) == ["size"]
+    assert contract.replaces("Volume", olds, {**VOLUME, "size": VOLUME["size"] * 2}) == []

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from virtstack.cli.common import services, stack_name, stack_option
-from virtstack.ops.project import SpecFile
+from virtstack.errors import VirtstackError
+from virtstack.ops.project import Project, SpecFile
 from virtstack.ops.validation import render_validation, validate_spec_file
 
 
@@ -26,11 +27,19 @@ from virtstack.ops.validation import render_validation, validate_spec_file
 def validate_command(ctx: click.Context, stack: str | None, file: Path | None) -> None:
     """Validate the stack file and print the placement: each VM's host, and per host the vCPUs,
     memory and disk used of its capacity.  Exit 0, or 1 with every problem, one per line."""
+    project: Project | None
     if file is not None:
         spec_file = SpecFile(file, str(file))
+        try:
+            project = services(ctx).project()
+        except VirtstackError:  # a file outside any project: its image paths mean nothing yet
+            project = None
     else:
-        spec_file = services(ctx).project().spec_file(stack_name(ctx, stack))
-    click.echo(render_validation(spec_file, validate_spec_file(spec_file)), nl=False)
+        project = services(ctx).project()
+        spec_file = project.spec_file(stack_name(ctx, stack))
+    root = project.root if project is not None else None
+    fleet_plan = validate_spec_file(spec_file, root, services(ctx).environ)
+    click.echo(render_validation(spec_file, fleet_plan), nl=False)
 
 
 def register(group: click.Group) -> None:

@@ -42,10 +42,10 @@ from pulumi.automation.errors import (
 )
 
 from virtstack.errors import VirtstackError
-from virtstack.locks import StackLock, clear_stale_locks, stack_locks
+from virtstack.locks import StackLock, clear_stale_locks, holder_record, stack_locks
 from virtstack.ops.errors import EngineError, StackNotFound
 from virtstack.ops.logs import write_log
-from virtstack.ops.project import Project, engine_env
+from virtstack.ops.project import Project, engine_env, ensure_state_dir
 from virtstack.ops.resources import describe, urn_name
 
 __all__ = [
@@ -193,15 +193,27 @@ class InterruptiblePulumiCommand(PulumiCommand):
                 chunks.append(stripped)
             stream.close()
 
-        with subprocess.Popen(
-            [self.command, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=env,
-            encoding="utf-8",
-            start_new_session=True,
-        ) as process:
+        # The child waits at a gate (a shell reading a line from its stdin, then exec-ing pulumi under
+        # the same pid, stdin /dev/null as --non-interactive wants) until its holder record is written:
+        # the record must exist before the process can take a stack lock, so that a later run can tell
+        # whether the lock's holder is dead (virtstack.locks).
+        with (
+            subprocess.Popen(
+                ["/bin/sh", "-c", 'read -r _; exec "$0" "$@" </dev/null', self.command, *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=env,
+                encoding="utf-8",
+                start_new_session=True,
+            ) as process,
+            holder_record(env.get("PULUMI_BACKEND_URL"), process.pid),
+        ):
+            assert process.stdin is not None
+            with contextlib.suppress(BrokenPipeError):  # it was killed at the gate: nothing to open
+                process.stdin.write("\n")
+                process.stdin.close()
             with self._lock:
                 self._processes.add(process)
                 if self._interrupted:  # Ctrl-C came while it was starting
@@ -329,6 +341,7 @@ class Engine:
 
     def workspace(self) -> auto.LocalWorkspace:
         if self._workspace is None:
+            ensure_state_dir(self.project, self._backend_url() or "")
             self._workspace = auto.LocalWorkspace(
                 work_dir=str(self.project.root),
                 env_vars=self.env,

@@ -21,7 +21,7 @@ def _safe(text: str) -> str:
 
 
 def write_log(directory: Path, prefix: str, text: str, now: datetime | None = None) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # logs quote engine output: owner only
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     path = directory / f"{_safe(prefix)}-{stamp}.log"
     counter = 1

@@ -9,7 +9,10 @@ Public API:
     engine_env(project, environ) -> dict[str, str]
         The variables scripts/env.sh sets, for those the caller's environment does not set already —
         including the documented local development passphrase when neither PULUMI_CONFIG_PASSPHRASE
-        nor PULUMI_CONFIG_PASSPHRASE_FILE is set.
+        nor PULUMI_CONFIG_PASSPHRASE_FILE is set, the backend is a local file one and CI is not set
+        (see check_passphrase; an unusable passphrase setting raises VirtstackError).
+    check_passphrase(environ, backend_url) -> bool
+    ensure_state_dir(project, backend_url)   -- a file backend's directory, 0700
 """
 
 from __future__ import annotations
@@ -19,18 +22,20 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
+from urllib.parse import urlsplit
 
 from virtstack.errors import VirtstackError
 from virtstack.provider import PROVIDER_THREADS
+from virtstack.yamldoc import parse_yaml
 
 __all__ = [
     "LOCAL_DEV_PASSPHRASE",
     "Project",
     "SpecFile",
+    "check_passphrase",
     "default_stack",
     "engine_env",
+    "ensure_state_dir",
     "find_project",
     "toolchain_bin",
 ]
@@ -62,11 +67,14 @@ class Project:
         """The stack's settings file (Pulumi.<stack>.yaml) `config` section; empty when absent."""
         path = self.root / f"Pulumi.{stack.rsplit('/', 1)[-1]}.yaml"  # org/project/stack: last part
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {}
-        except (OSError, yaml.YAMLError) as err:
+        except (OSError, UnicodeDecodeError) as err:
             raise VirtstackError(f"cannot read {path.name}: {err}") from None
+        # The stack file's reader: a settings file comes through pull requests too, and
+        # yaml.safe_load let `!!int abc` out as a ValueError; errors are one located line.
+        data, _ = parse_yaml(text, path.name)
         config = data.get("config") if isinstance(data, dict) else None
         return dict(config) if isinstance(config, dict) else {}
 
@@ -123,6 +131,83 @@ def toolchain_bin(environ: Mapping[str, str]) -> Path:
     return Path(cache) / "toolchain" / f"pulumi-{version}" / "bin"
 
 
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    return environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def check_passphrase(environ: Mapping[str, str], backend_url: str) -> bool:
+    """Refuse passphrase settings that would protect the stack's secrets with nothing, or with the
+    public development passphrase where it does not belong; True when the development passphrase
+    is to be used (none given, local file backend, not CI); False when nothing is to be added.
+
+    An empty PULUMI_CONFIG_PASSPHRASE is what a missing CI secret (or a fork's pull request) looks
+    like: Pulumi would encrypt with the empty string, so it is an error, not "unset".  The development
+    passphrase is published in this repository, so it is refused for any backend but file:// and
+    whenever CI is set, unless VIRTSTACK_ALLOW_DEV_PASSPHRASE=1 says it is meant.
+    """
+    passphrase = environ.get("PULUMI_CONFIG_PASSPHRASE")
+    passphrase_file = environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
+    if passphrase_file:
+        try:
+            from_file: str | None = Path(passphrase_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as err:
+            raise VirtstackError(
+                f"PULUMI_CONFIG_PASSPHRASE_FILE={passphrase_file} cannot be read: {err.strerror}"
+            ) from None
+        if not from_file:
+            raise VirtstackError(f"PULUMI_CONFIG_PASSPHRASE_FILE={passphrase_file} is empty")
+        given = from_file if passphrase is None else passphrase
+    elif passphrase is not None:
+        given = passphrase
+    else:
+        given = None
+    if given is not None and not given:
+        raise VirtstackError(
+            "PULUMI_CONFIG_PASSPHRASE is set but empty (a missing CI secret?); set the stack's passphrase, "
+            "or unset it to use the local development passphrase on this machine's file backend"
+        )
+    if given is not None and given != LOCAL_DEV_PASSPHRASE:
+        return False
+    if _flag(environ, "VIRTSTACK_ALLOW_DEV_PASSPHRASE"):
+        return given is None
+    if given is None and not backend_url.startswith("file://"):
+        # Other backends can keep secrets without a passphrase (Pulumi Cloud, a KMS): add nothing;
+        # Pulumi asks for one itself if the stack uses a passphrase.
+        return False
+    where = None
+    if not backend_url.startswith("file://"):
+        where = f"the backend {backend_url.split('://', 1)[0]}://… is not a local file backend"
+    elif _flag(environ, "CI"):
+        where = "CI is set"
+    if where is not None:
+        what = (
+            "no PULUMI_CONFIG_PASSPHRASE is set"
+            if given is None
+            else "PULUMI_CONFIG_PASSPHRASE is the public development passphrase"
+        )
+        raise VirtstackError(
+            f"{what} and {where}: set the stack's own passphrase "
+            "(or VIRTSTACK_ALLOW_DEV_PASSPHRASE=1 for throw-away test stacks)"
+        )
+    return given is None
+
+
+def ensure_state_dir(project: Project, backend_url: str) -> None:
+    """Create a local file backend's directory readable by its owner only (0700): it holds every
+    stack's state, whose secrets are only as safe as the passphrase.  The project's own default
+    directory is tightened when it exists already (older setups made it 0755); a directory the user
+    configured elsewhere (shared between users, say) keeps the permissions its owner gave it."""
+    if not backend_url.startswith("file://"):
+        return
+    path = Path(urlsplit(backend_url).path)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.resolve() == (project.root / ".virtstack" / "state").resolve():
+            path.chmod(0o700)
+    except OSError as err:
+        raise VirtstackError(f"cannot create the state directory {path}: {err.strerror}") from None
+
+
 # Resource operations the engine runs at once: as many as the provider does (PROVIDER_THREADS), which
 # libvirtd can serve on its connections per host.  The engine's default is 4 x cores (8 on two cores);
 # `make bench` measured 16 faster for 25 VMs.
@@ -151,7 +236,8 @@ def engine_env(project: Project, environ: Mapping[str, str] | None = None) -> di
     env = {key: value for key, value in defaults.items() if not environ.get(key)}
     if environ.get("VIRTSTACK_NO_TRASH"):  # `--no-trash`: the provider reads it (virtstack.provider.trash)
         env["VIRTSTACK_NO_TRASH"] = environ["VIRTSTACK_NO_TRASH"]
-    if not environ.get("PULUMI_CONFIG_PASSPHRASE") and not environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+    backend = environ.get("PULUMI_BACKEND_URL") or env["PULUMI_BACKEND_URL"]
+    if check_passphrase(environ, backend):
         env["PULUMI_CONFIG_PASSPHRASE"] = LOCAL_DEV_PASSPHRASE
     path = environ.get("PATH", "")
     parts = path.split(os.pathsep) if path else []

@@ -84,7 +84,12 @@ VALIDATOR_SCHEMAS: dict[str, JsonSchemaValue] = {
     },
     "_check_permissions": _string(r"^0?[0-7]{3,4}$", "an octal mode as a quoted string, e.g. '0644'"),
     "_check_owner": _string(r"^[a-z_][a-z0-9_-]{0,31}(:[a-z_][a-z0-9_-]{0,31})?$", "user or user:group"),
-    "_check_image_source": _string(None, "a local path (relative to the project root) or an http(s) URL"),
+    "_check_image_source": _string(
+        None, "a local path in an image directory (relative to the project root) or an https URL"
+    ),
+    "_check_sha256": _string("^[0-9a-fA-F]{64}$", "the image's SHA-256, as sha256sum prints it"),
+    "_check_password_env": _string(r"^VIRTSTACK_PASSWORD_[A-Z0-9_]+$", "a VIRTSTACK_PASSWORD_* variable"),
+    "_check_secret_file": _string(None, "a file in the secrets directory (VIRTSTACK_SECRETS_DIR)"),
 }
 
 

@@ -1,7 +1,9 @@
 """`virtstack validate`: the stack file checked and placed, without the engine or libvirt.
 
 Public API:
-    validate_spec_file(spec_file) -> FleetPlan     raises SpecError listing every problem
+    validate_spec_file(spec_file, project_root=None, environ=None) -> FleetPlan
+        Raises SpecError listing every problem; with the project's root, local image sources must
+        lie in its image directories (virtstack.images.check_image_locations).
     render_validation(spec_file, fleet_plan) -> str
         The VMs and the host placement puts each on, then per host the vCPUs, memory and disk the
         placed VMs use of the capacity virtstack may allocate there.
@@ -12,8 +14,10 @@ placement), so a fleet that grew since its last deployment may be placed differe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
+from virtstack.images import check_image_locations
 from virtstack.loader import load_spec
 from virtstack.ops.project import SpecFile
 from virtstack.placement import FleetPlan, HostUsage, plan
@@ -22,8 +26,12 @@ from virtstack.units import format_size
 __all__ = ["render_validation", "validate_spec_file"]
 
 
-def validate_spec_file(spec_file: SpecFile) -> FleetPlan:
+def validate_spec_file(
+    spec_file: SpecFile, project_root: Path | None = None, environ: Mapping[str, str] | None = None
+) -> FleetPlan:
     spec = load_spec(spec_file.path, display_name=spec_file.display)
+    if project_root is not None:  # image sources are relative to the project
+        check_image_locations(spec, project_root, spec_file.display, environ)
     return plan(spec, spec_file.display)
 
 

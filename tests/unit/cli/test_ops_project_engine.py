@@ -26,18 +26,22 @@ def test_engine_env_defaults_to_the_local_backend_and_the_documented_passphrase(
     "given",
     [
         {"PULUMI_CONFIG_PASSPHRASE": "real-secret"},
-        {"PULUMI_CONFIG_PASSPHRASE_FILE": "/run/secrets/pulumi"},
+        {"PULUMI_CONFIG_PASSPHRASE_FILE": "pulumi-passphrase"},
     ],
 )
 def test_engine_env_never_overrides_a_passphrase_the_caller_set(
     tmp_path: Path, given: dict[str, str]
 ) -> None:
+    if "PULUMI_CONFIG_PASSPHRASE_FILE" in given:
+        (tmp_path / "pulumi-passphrase").write_text("real-secret-test-only\n")
+        given = {"PULUMI_CONFIG_PASSPHRASE_FILE": str(tmp_path / "pulumi-passphrase")}
     env = engine_env(make_project(tmp_path), {"PATH": "/usr/bin", **given})
     assert "PULUMI_CONFIG_PASSPHRASE" not in env
 
 
 def test_engine_env_keeps_the_callers_backend(tmp_path: Path) -> None:
-    env = engine_env(make_project(tmp_path), {"PATH": "/usr/bin", "PULUMI_BACKEND_URL": "s3://bucket/state"})
+    given = {"PATH": "/usr/bin", "PULUMI_BACKEND_URL": "s3://bucket/state", "PULUMI_CONFIG_PASSPHRASE": "t-o"}
+    env = engine_env(make_project(tmp_path), given)
     assert "PULUMI_BACKEND_URL" not in env
 
 

