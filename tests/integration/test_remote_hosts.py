@@ -298,6 +298,7 @@ def test_a_hung_host_fails_the_run_with_its_name_in_bounded_time(
         assert server.accepted, "the provider never reached the hung host"
         assert f"127.0.0.1:{server.port}" in out and "did not answer within" in out, out[-3000:]
         assert "hung-host" in out, out[-3000:]
+        assert "Traceback" not in out, out[-3000:]  # one line per failed object, naming host and URI
         # Whether the local host's objects get created is the engine's call: it checks objects one at
         # a time (the hung host's first check delays the rest by one timeout) and stops scheduling at
         # the first failed operation. That the provider serves other hosts while one hangs is shown by
