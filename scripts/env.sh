@@ -20,6 +20,10 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 # requests each by libvirtd's default); the engine's own default is 4 x cores (8 here), measured
 # slower for 25 VMs (bench/RESULTS.md).  Keep in step with virtstack.ops.project.ENGINE_PARALLEL.
 export PULUMI_PARALLEL=${PULUMI_PARALLEL:-16}
+# gRPC's fork handlers off in every process the engine starts: the dynamic provider forks libvirt's
+# ssh child (qemu+ssh hosts), and with the handlers on, gRPC ran in that child and sometimes killed it
+# ("Cannot recv data: ... Epoll1Poller ... Connection reset by peer"; see virtstack/provider/connection.py).
+export GRPC_ENABLE_FORK_SUPPORT=${GRPC_ENABLE_FORK_SUPPORT:-false}
 export PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=${PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK:-false}
 # The documented LOCAL DEVELOPMENT passphrase for stacks on this machine's file backend. Anyone using
 # real secrets sets their own PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE).  Only when

@@ -12,6 +12,10 @@
 #   scripts/libvirt-instance.sh purge NAME   stop and remove its directories
 #
 # URI: qemu+unix:///system?socket=$VIRTSTACK_INSTANCES/NAME/run/libvirt/libvirt-sock
+#
+# VIRTSTACK_INSTANCE_CONF (optional): extra libvirtd.conf lines for this instance, put in place at every
+# start (e.g. scripts/tls-host.sh's `listen_tls = 1`); with listen_tls or listen_tcp on, libvirtd is
+# started with --listen.
 set -euo pipefail
 
 BASE=${VIRTSTACK_INSTANCES:-/var/lib/virtstack/instances}
@@ -45,13 +49,19 @@ start() {
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 CONF
   fi
+  local conf=$dir/etc/libvirt/libvirtd.conf listen=""
+  sed -i '/^# virtstack-instance-conf begin$/,/^# virtstack-instance-conf end$/d' "$conf"
+  if [ -n "${VIRTSTACK_INSTANCE_CONF:-}" ]; then
+    printf '# virtstack-instance-conf begin\n%s\n# virtstack-instance-conf end\n' "$VIRTSTACK_INSTANCE_CONF" >>"$conf"
+  fi
+  grep -Eq '^listen_(tls|tcp) *= *1' "$conf" && listen=--listen
   local mounts=""
   for d in "${DIRS[@]}"; do mounts+="mount --bind '$dir$d' '$d'; "; done
   # unshare's shell exits at once; the daemons keep the namespace alive.
   unshare -m --propagation private sh -c "
     $mounts
     virtlogd -d -p '$dir/pid/virtlogd.pid'
-    libvirtd -d -p '$dir/pid/libvirtd.pid' -f /etc/libvirt/libvirtd.conf
+    libvirtd -d $listen -p '$dir/pid/libvirtd.pid' -f /etc/libvirt/libvirtd.conf
   "
   for _ in $(seq 60); do
     if answers; then echo "$uri"; return 0; fi

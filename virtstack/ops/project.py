@@ -229,6 +229,9 @@ def engine_env(project: Project, environ: Mapping[str, str] | None = None) -> di
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "false",
         "PULUMI_PARALLEL": str(ENGINE_PARALLEL),
+        # The provider forks libvirt's ssh child; gRPC's fork handlers running in it broke qemu+ssh
+        # opens now and then (virtstack/provider/connection.py, _open).
+        "GRPC_ENABLE_FORK_SUPPORT": "false",
     }
     env = {key: value for key, value in defaults.items() if not environ.get(key)}
     if environ.get("VIRTSTACK_NO_TRASH"):  # `--no-trash`: the provider reads it (virtstack.provider.trash)
