@@ -40,16 +40,23 @@ def _role() -> str:
 
 def _patch(mod) -> None:
     local = threading.local()
-    original_with = mod.with_connection
 
-    def with_connection(uri, operation):
-        t0 = time.time()
-        try:
-            return original_with(uri, operation)
-        finally:
-            local.lv = getattr(local, "lv", 0.0) + time.time() - t0
+    def timed(original_with):
+        def with_connection(uri, operation):
+            t0 = time.time()
+            try:
+                return original_with(uri, operation)
+            finally:
+                local.lv = getattr(local, "lv", 0.0) + time.time() - t0
 
-    mod.with_connection = with_connection
+        return with_connection
+
+    # The providers live in virtstack.provider.{pools,networks,volumes,domains} (imported by the time
+    # resources has executed); each calls its own module's with_connection.
+    for sub_name, sub in list(sys.modules.items()):
+        wraps = sub_name.startswith("virtstack.provider.") and sub_name != "virtstack.provider.connection"
+        if wraps and hasattr(sub, "with_connection"):
+            sub.with_connection = timed(sub.with_connection)
     for cls_name in ("PoolProvider", "NetworkProvider", "VolumeProvider", "DomainProvider"):
         cls = getattr(mod, cls_name, None)
         if cls is None:

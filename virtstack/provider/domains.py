@@ -1,0 +1,195 @@
+"""Domains: defined, started and stopped; changed in place, redefined or replaced by the contract's
+key sets."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import libvirt
+import pulumi
+from pulumi.dynamic import (
+    CreateResult,
+    ReadResult,
+    UpdateResult,
+)
+
+from virtstack import contract
+from virtstack.provider import ownership, xml
+from virtstack.provider.base import Provider
+from virtstack.provider.connection import is_not_found, with_connection
+from virtstack.provider.ownership import OwnershipError, owner_of_props, owns, refusal
+
+_SHUTDOWN_GRACE_SECONDS = 30.0
+_START_TIMEOUT_SECONDS = 60.0
+
+
+def _wait_state(dom: libvirt.virDomain, wanted: Iterable[int], timeout: float) -> bool:
+    wanted = set(wanted)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if dom.state()[0] in wanted:
+            return True
+        time.sleep(0.2)
+    return dom.state()[0] in wanted
+
+
+def _stop(dom: libvirt.virDomain) -> None:
+    """A clean ACPI shutdown, then a hard stop if the guest does not go in time."""
+    if not dom.isActive():
+        return
+    with contextlib.suppress(libvirt.libvirtError):
+        dom.shutdown()
+    if not _wait_state(dom, [libvirt.VIR_DOMAIN_SHUTOFF], _SHUTDOWN_GRACE_SECONDS):
+        try:
+            dom.destroy()
+        except libvirt.libvirtError:
+            if dom.isActive():
+                raise
+
+
+def _start(dom: libvirt.virDomain) -> None:
+    if dom.isActive():
+        if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+            dom.resume()  # paused behind our back: `running: true` means running
+        return
+    dom.create()
+    if not _wait_state(dom, [libvirt.VIR_DOMAIN_RUNNING], _START_TIMEOUT_SECONDS):
+        raise RuntimeError(f"domain {dom.name()} did not reach running within {_START_TIMEOUT_SECONDS:.0f}s")
+
+
+def _observe(dom: libvirt.virDomain, props: dict[str, Any]) -> dict[str, Any]:
+    live = xml.parse_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    state, reason = dom.state()
+    observed = {
+        **props,
+        "uuid": dom.UUIDString(),
+        "state": _STATE_NAMES.get(state, "unknown"),
+        "state_reason": reason,
+        "running": state in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED),
+        "autostart": bool(dom.autostart()),
+        "vcpus": live["vcpus"],
+        "memory": live["memory"],
+    }
+    # Devices are compared as sets of identities so that libvirt's own additions don't look like drift.
+    wanted_disks = {(d["pool"], d["volume"]) for d in props.get("disks", [])}
+    live_disks = {(d["pool"], d["volume"]) for d in live["disks"]}
+    if wanted_disks != live_disks:
+        observed["disks"] = [
+            {"pool": p, "volume": v, "device": "disk"} for p, v in sorted(live_disks, key=str)
+        ]
+    wanted_nics = {(n["network"], n["mac"]) for n in props.get("nics", [])}
+    live_nics = {(n["network"], n["mac"]) for n in live["nics"]}
+    if wanted_nics != live_nics:
+        observed["nics"] = [{"network": n, "mac": m} for n, m in sorted(live_nics, key=str)]
+    return observed
+
+
+_STATE_NAMES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
+}
+
+
+def _lookup_domain(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError as err:
+        if is_not_found(err):
+            return None
+        raise
+
+
+class DomainProvider(Provider):
+    kind = "Domain"
+
+    def problem(self, conn: libvirt.virConnect, props: dict[str, Any]) -> str | None:
+        dom = _lookup_domain(conn, props["name"])
+        if dom is None:
+            return None
+        record = ownership.domain_owner(dom)
+        if not owns(record, owner_of_props(props)):
+            return refusal("domain", props["name"], props, record)
+        return None
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        def op(conn: libvirt.virConnect) -> dict[str, Any]:
+            problem = self.problem(conn, props)
+            if problem:
+                raise OwnershipError(problem)
+            # A domain of this stack here was left by an interrupted run (created before the engine
+            # could record it): adopt it by redefining it as asked, keeping its UUID.
+            old = _lookup_domain(conn, props["name"])
+            dom = conn.defineXML(xml.domain_xml(props, old.UUIDString() if old else None))
+            dom.setAutostart(1 if props.get("autostart") else 0)
+            if props.get("running", True):
+                _start(dom)
+            return _observe(dom, props)
+
+        outs = with_connection(props["uri"], op)
+        return CreateResult(outs["uuid"], outs)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        changed = set(contract.changed_keys(self.kind, olds, news))
+
+        def op(conn: libvirt.virConnect) -> dict[str, Any]:
+            dom = _lookup_domain(conn, news["name"])
+            owner = owner_of_props(news)
+            if dom is not None and owner is not None:
+                record = ownership.domain_owner(dom)
+                if record is not None and not owns(record, owner):
+                    raise OwnershipError(refusal("domain", news["name"], news, record))
+            if dom is None or not changed <= contract.IN_PLACE_DOMAIN_KEYS:
+                # Redefine: a restart with the same disks. (A vanished domain is simply defined again.)
+                uuid = None
+                if dom is not None:
+                    _stop(dom)
+                    uuid = dom.UUIDString()
+                dom = conn.defineXML(xml.domain_xml(news, uuid))
+            elif "owner" in changed and owner is not None:
+                ownership.set_domain_owner(dom, owner)  # no restart
+            dom.setAutostart(1 if news.get("autostart") else 0)
+            if news.get("running", True):
+                _start(dom)
+            else:
+                _stop(dom)
+            return _observe(dom, news)
+
+        return UpdateResult(with_connection(news["uri"], op))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        def op(conn: libvirt.virConnect) -> ReadResult:
+            dom = _lookup_domain(conn, props["name"])
+            if dom is None:
+                return ReadResult("", {})
+            return ReadResult(id_, _observe(dom, props))
+
+        return with_connection(props["uri"], op)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        def op(conn: libvirt.virConnect) -> None:
+            dom = _lookup_domain(conn, props["name"])
+            if dom is None:
+                return
+            owner = owner_of_props(props)
+            record = ownership.domain_owner(dom)
+            if owner is not None and record is not None and not owns(record, owner):
+                pulumi.log.warn(refusal("domain", props["name"], props, record) + "; it is left as it is")
+                return
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(
+                libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+            )
+
+        with_connection(props["uri"], op)

@@ -1,0 +1,135 @@
+"""Networks: created and owned through their metadata, or used as `external` (never changed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import libvirt
+import pulumi
+from pulumi.dynamic import (
+    CreateResult,
+    ReadResult,
+    UpdateResult,
+)
+
+from virtstack import contract
+from virtstack.provider import ownership, xml
+from virtstack.provider.base import Provider
+from virtstack.provider.connection import is_not_found, with_connection
+from virtstack.provider.ownership import OwnershipError, owner_of_props, owns, refusal
+
+
+def _lookup_network(conn: libvirt.virConnect, name: str) -> libvirt.virNetwork | None:
+    try:
+        return conn.networkLookupByName(name)
+    except libvirt.libvirtError as err:
+        if is_not_found(err):
+            return None
+        raise
+
+
+def _external_network_problem(net: libvirt.virNetwork | None, props: dict[str, Any]) -> str | None:
+    where = f"external network {props['name']} on host {props.get('host') or props['uri']}"
+    if net is None:
+        return f"{where} does not exist (an external network is used, never created)"
+    if not net.isActive():
+        return f"{where} is not active (virtstack does not start a network it does not own)"
+    live = xml.parse_network(net.XMLDesc(0))
+    if props.get("cidr") and live.get("cidr") != props["cidr"]:
+        return f"{where} has address range {live.get('cidr') or 'none'}, not {props['cidr']}"
+    if props.get("mode") and live.get("mode") != props["mode"]:
+        return f"{where} is mode {live.get('mode')}, not {props['mode']}"
+    return None
+
+
+def _other_users_of_network(
+    conn: libvirt.virConnect, network: str, owner: contract.Owner | None
+) -> list[str]:
+    """Domains not of `owner` with a NIC on `network` (stacks that use it as `external`, or people)."""
+    users = []
+    for dom in conn.listAllDomains(0):
+        doc = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        uses = any(nic["network"] == network for nic in xml.parse_domain(doc)["nics"])
+        if uses and not owns(ownership.owner_from_xml(doc), owner):
+            users.append(dom.name())
+    return sorted(users)
+
+
+class NetworkProvider(Provider):
+    kind = "Network"
+
+    def problem(self, conn: libvirt.virConnect, props: dict[str, Any]) -> str | None:
+        net = _lookup_network(conn, props["name"])
+        if props.get("external"):
+            return _external_network_problem(net, props)
+        if net is None:
+            return None
+        record = ownership.network_owner(net)
+        if not owns(record, owner_of_props(props)):
+            return refusal("network", props["name"], props, record)
+        return None
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        def op(conn: libvirt.virConnect) -> str:
+            problem = self.problem(conn, props)
+            if problem:
+                raise OwnershipError(problem)
+            net = _lookup_network(conn, props["name"])
+            if props.get("external"):
+                return str(net.UUIDString()) if net is not None else ""
+            if net is None:
+                net = conn.networkDefineXML(xml.network_xml(props))
+            if not net.isActive():
+                net.create()
+            net.setAutostart(1)
+            return str(net.UUIDString())
+
+        uuid = with_connection(props["uri"], op)
+        return CreateResult(uuid, {**props, "uuid": uuid})
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        # Only the owner record reaches update (every other key replaces the network).
+        def op(conn: libvirt.virConnect) -> None:
+            net = _lookup_network(conn, news["name"])
+            owner = owner_of_props(news)
+            if net is None or owner is None or news.get("external"):
+                return
+            record = ownership.network_owner(net)
+            if record is not None and not owns(record, owner):
+                raise OwnershipError(refusal("network", news["name"], news, record))
+            ownership.set_network_owner(conn, net, owner)
+
+        with_connection(news["uri"], op)
+        return UpdateResult({**olds, **news, "uuid": olds.get("uuid")})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        def op(conn: libvirt.virConnect) -> ReadResult:
+            net = _lookup_network(conn, props["name"])
+            if net is None:
+                return ReadResult("", {})
+            return ReadResult(id_, {**props, "state": "active" if net.isActive() else "inactive"})
+
+        return with_connection(props["uri"], op)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        def op(conn: libvirt.virConnect) -> None:
+            net = _lookup_network(conn, props["name"])
+            if net is None or props.get("external"):
+                return
+            owner = owner_of_props(props)
+            record = ownership.network_owner(net)
+            if owner is not None and not owns(record, owner):
+                pulumi.log.warn(refusal("network", props["name"], props, record) + "; it is left as it is")
+                return
+            users = _other_users_of_network(conn, props["name"], owner)
+            if users:
+                pulumi.log.warn(
+                    f"network {props['name']} on host {props.get('host') or props['uri']} is kept: "
+                    f"domains of others use it ({', '.join(users)})"
+                )
+                return
+            if net.isActive():
+                net.destroy()
+            net.undefine()
+
+        with_connection(props["uri"], op)
