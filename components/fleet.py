@@ -9,6 +9,7 @@ import pulumi
 
 from components.host import Host, HostArgs
 from components.libvirt_args import Connection, ResolvedImage
+from virtstack import contract
 from virtstack.contract import Owner
 from virtstack.placement import plan
 from virtstack.spec import StackSpec
@@ -31,7 +32,7 @@ class Fleet(pulumi.ComponentResource):
     def __init__(self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # Placement first: an infeasible fleet must fail before anything is registered.
         fleet_plan = plan(args.spec, args.spec_file, previous=args.previous_placement)
-        super().__init__("virtstack:fleet:Fleet", name, None, opts)
+        super().__init__(contract.FLEET_TYPE, name, None, opts)
         instances = fleet_plan.fleet
         self.placement = dict(fleet_plan.placement.assignments)
         self.hosts = {}

@@ -9,6 +9,7 @@ import pulumi
 from components.hypervisor import Hypervisor, HypervisorArgs
 from components.libvirt_args import Connection, PoolPlace, ResolvedImage
 from components.vm import VirtualMachine, VirtualMachineArgs
+from virtstack import contract
 from virtstack.contract import Owner
 from virtstack.fleet import VmInstance, resolve_pool
 from virtstack.spec import HostSpec
@@ -36,12 +37,12 @@ class Host(pulumi.ComponentResource):
     vms: dict[str, VirtualMachine]
 
     def __init__(self, name: str, args: HostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("virtstack:host:Host", name, None, opts)
+        super().__init__(contract.HOST_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         # Placement only puts a VM where its pool exists, so this always resolves.
         pools = {vm.name: resolve_pool(args.spec, vm.pool) or "" for vm in args.vms}
         self.hypervisor = Hypervisor(
-            f"{name}-hypervisor",
+            contract.hypervisor_resource(name),
             HypervisorArgs(
                 connection=args.connection,
                 owner=args.owner,

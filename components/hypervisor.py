@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components import libvirt_args as la
+from virtstack import contract
 from virtstack.contract import Owner
 from virtstack.provider.resources import Network, Pool, Volume
 from virtstack.spec import HostSpec
@@ -27,11 +28,11 @@ class Hypervisor(pulumi.ComponentResource):
     base_volumes: dict[tuple[str, str], Volume]  # (pool, image) → base volume
 
     def __init__(self, name: str, args: HypervisorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("virtstack:hypervisor:Hypervisor", name, None, opts)
+        super().__init__(contract.HYPERVISOR_TYPE, name, None, opts)
         conn = args.connection
         self.pools = {
             pool: Pool(
-                f"{name}-pool-{pool}",
+                contract.pool_resource(name, pool),
                 la.pool_props(conn, args.owner, pool, spec),
                 pulumi.ResourceOptions(parent=self),
             )
@@ -39,7 +40,7 @@ class Hypervisor(pulumi.ComponentResource):
         }
         self.networks = {
             net: Network(
-                f"{name}-net-{net}",
+                contract.network_resource(name, net),
                 la.network_props(conn, args.owner, net, spec),
                 pulumi.ResourceOptions(parent=self),
             )
@@ -51,7 +52,7 @@ class Hypervisor(pulumi.ComponentResource):
         for pool, image_name in sorted(args.bases):
             image = args.images[image_name]
             self.base_volumes[(pool, image_name)] = Volume(
-                f"{name}-image-{pool}-{image_name}",
+                contract.image_resource(name, pool, image_name),
                 la.base_volume_props(
                     conn, la.PoolPlace(pool, args.spec.pools[pool].external, args.owner), image
                 ),

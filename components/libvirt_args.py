@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 import pulumi
 
 from virtstack import contract
 from virtstack.contract import Owner
 from virtstack.fleet import VmInstance
+from virtstack.props import (
+    DiskRef,
+    DomainProps,
+    NetworkProps,
+    NicRef,
+    PoolProps,
+    Target,
+    VolumeProps,
+)
 from virtstack.spec import NetworkSpec, PoolSpec
 from virtstack.validate import dhcp_range
 
@@ -32,6 +40,9 @@ class Connection:
     uri: str
     domain_type: str  # "kvm" | "qemu", resolved from "auto" at the edge
     cpu_mode: str | None = None
+
+    def target(self, owner: Owner) -> Target:
+        return Target(self.uri, self.host, str(owner))
 
 
 @dataclass(frozen=True)
@@ -51,35 +62,26 @@ def bridge_name(host: str, network: str) -> str:
     return f"vs-{digest}"
 
 
-def pool_props(conn: Connection, owner: Owner, name: str, pool: PoolSpec) -> dict[str, Any]:
-    props: dict[str, Any] = {"uri": conn.uri, "host": conn.host, "owner": str(owner), "name": name}
-    if pool.path is not None:
-        props["path"] = pool.path
-    if pool.external:
-        props["external"] = True
-    return props
+def pool_props(conn: Connection, owner: Owner, name: str, pool: PoolSpec) -> PoolProps:
+    return PoolProps(conn.target(owner), name, pool.path, pool.external)
 
 
-def network_props(conn: Connection, owner: Owner, name: str, net: NetworkSpec) -> dict[str, Any]:
-    props: dict[str, Any] = {
-        "uri": conn.uri,
-        "host": conn.host,
-        "owner": str(owner),
-        "name": name,
-        "mode": net.mode,
-    }
-    if net.external:
-        props["external"] = True
+def network_props(conn: Connection, owner: Owner, name: str, net: NetworkSpec) -> NetworkProps:
+    target = conn.target(owner)
     if net.mode == "bridge":
-        props["bridge"] = net.bridge
-        return props
-    props["bridge"] = bridge_name(conn.host, name)
-    props["cidr"] = str(net.cidr)
-    props["dhcp"] = net.dhcp_enabled
+        return NetworkProps(target, name, net.mode, net.bridge, net.external)
     dhcp = dhcp_range(net)
-    if dhcp is not None:
-        props["dhcp_start"], props["dhcp_end"] = str(dhcp[0]), str(dhcp[1])
-    return props
+    return NetworkProps(
+        target,
+        name,
+        net.mode,
+        bridge_name(conn.host, name),
+        net.external,
+        cidr=str(net.cidr),
+        dhcp=net.dhcp_enabled,
+        dhcp_start=str(dhcp[0]) if dhcp else None,
+        dhcp_end=str(dhcp[1]) if dhcp else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -93,31 +95,24 @@ class PoolPlace:
     def volume_name(self, name: str) -> str:
         return contract.external_volume_name(self.owner.stack, name) if self.external else name
 
-    def props(self, conn: Connection) -> dict[str, Any]:
-        props: dict[str, Any] = {
-            "uri": conn.uri,
-            "host": conn.host,
-            "owner": str(self.owner),
-            "pool": self.pool,
-        }
-        if self.external:
-            props["pool_external"] = True
-        return props
+    def volume(self, conn: Connection, name: str, role: str, disk_format: str) -> VolumeProps:
+        """A volume of this place: in its pool, owned by its owner, named for a shared pool."""
+        return VolumeProps(
+            conn.target(self.owner), self.pool, self.volume_name(name), role, disk_format, self.external
+        )
 
 
 def base_volume_name(place: PoolPlace, image: ResolvedImage) -> str:
     return place.volume_name(contract.base_volume_name(image.name, image.fingerprint, image.format))
 
 
-def base_volume_props(conn: Connection, place: PoolPlace, image: ResolvedImage) -> dict[str, Any]:
-    return {
-        **place.props(conn),
-        "name": base_volume_name(place, image),
-        "role": "base",
-        "format": image.format,
-        "source": image.source,
-        "source_fingerprint": image.fingerprint,
-    }
+def base_volume_props(conn: Connection, place: PoolPlace, image: ResolvedImage) -> VolumeProps:
+    name = contract.base_volume_name(image.name, image.fingerprint, image.format)
+    return replace(
+        place.volume(conn, name, "base", image.format),
+        source=image.source,
+        source_fingerprint=image.fingerprint,
+    )
 
 
 def root_volume_name(place: PoolPlace, vm: VmInstance) -> str:
@@ -134,30 +129,21 @@ def seed_volume_name(place: PoolPlace, vm: VmInstance) -> str:
 
 def root_volume_props(
     conn: Connection, place: PoolPlace, vm: VmInstance, image: ResolvedImage, base_path: pulumi.Input[str]
-) -> dict[str, Any]:
-    return {
-        **place.props(conn),
-        "name": root_volume_name(place, vm),
-        "vm": vm.name,
-        "role": "root",
-        "format": "qcow2",
-        "size": vm.disk_bytes,
-        "backing_path": base_path,
-        "backing_format": image.format,
-    }
+) -> VolumeProps:
+    return replace(
+        place.volume(conn, contract.root_volume_name(vm.name), "root", "qcow2"),
+        vm=vm.name,
+        size=vm.disk_bytes,
+        backing_path=base_path,
+        backing_format=image.format,
+    )
 
 
 def data_volume_props(
     conn: Connection, place: PoolPlace, vm: VmInstance, disk: str, size: int
-) -> dict[str, Any]:
-    return {
-        **place.props(conn),
-        "name": data_volume_name(place, vm, disk),
-        "vm": vm.name,
-        "role": "data",
-        "format": "qcow2",
-        "size": size,
-    }
+) -> VolumeProps:
+    volume = place.volume(conn, contract.data_volume_name(vm.name, disk), "data", "qcow2")
+    return replace(volume, vm=vm.name, size=size)
 
 
 def seed_volume_props(
@@ -167,17 +153,14 @@ def seed_volume_props(
     user_data: pulumi.Input[str],
     meta_data: str,
     network_config: str | None,
-) -> dict[str, Any]:
-    return {
-        **place.props(conn),
-        "name": seed_volume_name(place, vm),
-        "vm": vm.name,
-        "role": "seed",
-        "format": "raw",
-        "user_data": user_data,
-        "meta_data": meta_data,
-        "network_config": network_config or "",
-    }
+) -> VolumeProps:
+    return replace(
+        place.volume(conn, contract.seed_volume_name(vm.name), "seed", "raw"),
+        vm=vm.name,
+        user_data=user_data,
+        meta_data=meta_data,
+        network_config=network_config or "",
+    )
 
 
 def console_log_path(vm: VmInstance) -> str:
@@ -192,27 +175,22 @@ def domain_props(
     vm: VmInstance,
     volumes: Sequence[tuple[str, pulumi.Input[str]]],
     seed_volume: pulumi.Input[str],
-) -> dict[str, Any]:
+) -> DomainProps:
     """`volumes`: (volume name, volume generation) for the root disk first, then data disks. The
     generations are outputs of the volume resources, so a replaced volume changes the domain."""
-    disks: list[dict[str, Any]] = [
-        {"pool": place.pool, "volume": name, "generation": generation, "device": "disk", "format": "qcow2"}
-        for name, generation in volumes
-    ]
-    disks.append({"pool": place.pool, "volume": seed_volume, "device": "cdrom", "format": "raw"})
-    return {
-        "uri": conn.uri,
-        "host": conn.host,
-        "owner": str(owner),
-        "name": vm.name,
-        "domain_type": conn.domain_type,
-        "cpu_mode": conn.cpu_mode or "",
-        "tb_cache_mib": TCG_TB_CACHE_MIB if conn.domain_type == "qemu" else 0,
-        "vcpus": vm.vcpus,
-        "memory": vm.memory_bytes,
-        "disks": disks,
-        "nics": [{"network": nic.network, "mac": nic.mac} for nic in vm.nics],
-        "running": vm.running,
-        "autostart": vm.autostart,
-        "console_log": console_log_path(vm),
-    }
+    disks = [DiskRef(place.pool, name, "disk", "qcow2", generation) for name, generation in volumes]
+    disks.append(DiskRef(place.pool, seed_volume, "cdrom", "raw"))
+    return DomainProps(
+        conn.target(owner),
+        vm.name,
+        conn.domain_type,
+        conn.cpu_mode or "",
+        TCG_TB_CACHE_MIB if conn.domain_type == "qemu" else 0,
+        vm.vcpus,
+        vm.memory_bytes,
+        tuple(disks),
+        tuple(NicRef(nic.network, nic.mac) for nic in vm.nics),
+        vm.running,
+        vm.autostart,
+        console_log_path(vm),
+    )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pulumi
 
 from components import libvirt_args as la
+from virtstack import contract
 from virtstack.cloudinit import render_meta_data, render_network_config, render_user_data
 from virtstack.contract import Owner
 from virtstack.fleet import VmInstance
@@ -36,7 +37,7 @@ class VirtualMachine(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: VirtualMachineArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("virtstack:vm:VirtualMachine", name, None, opts)
+        super().__init__(contract.VM_TYPE, name, None, opts)
         conn, vm, place = args.connection, args.vm, args.place
         in_pool = pulumi.ResourceOptions(parent=self, depends_on=[args.pool_resource])
 
@@ -47,7 +48,11 @@ class VirtualMachine(pulumi.ComponentResource):
         )
         # Data disks depend on nothing the domain has: changing the VM never replaces them.
         self.data_disks = {
-            disk: Volume(f"{name}-data-{disk}", la.data_volume_props(conn, place, vm, disk, size), in_pool)
+            disk: Volume(
+                contract.data_disk_resource(name, disk),
+                la.data_volume_props(conn, place, vm, disk, size),
+                in_pool,
+            )
             for disk, size in vm.data_disks
         }
         # User data can hold passwords: it is a secret from here to the state file.

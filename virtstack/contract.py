@@ -212,3 +212,60 @@ class TrashName:
             return None
         project, stack, vm, stamp, original = parts
         return cls(Owner(project, stack), vm, stamp, original)
+
+
+# ------------------------------------------------------------------------------------- type tokens
+
+# The dynamic resources' Pulumi module; their type tokens are `pulumi-python:dynamic/virtstack:<Kind>`
+# (state records them: they never change).
+TYPE_MODULE = "virtstack"
+DYNAMIC_TYPE_PREFIX = f"pulumi-python:dynamic/{TYPE_MODULE}:"
+POOL, NETWORK, VOLUME, DOMAIN = "Pool", "Network", "Volume", "Domain"
+KINDS = (POOL, NETWORK, VOLUME, DOMAIN)
+
+
+def type_token(kind: str) -> str:
+    return DYNAMIC_TYPE_PREFIX + kind
+
+
+def kind_of_type(rtype: str) -> str | None:
+    """`Pool`, `Network`, `Volume` or `Domain` for one of ours; None for any other type."""
+    kind = rtype.removeprefix(DYNAMIC_TYPE_PREFIX)
+    return kind if rtype.startswith(DYNAMIC_TYPE_PREFIX) and kind in KINDS else None
+
+
+# The components' types and their children's engine names (resources, not libvirt objects): the
+# components build them, `virtstack.ops.resources` reads VMs and hosts back out of URNs.
+VM_TYPE = "virtstack:vm:VirtualMachine"
+HYPERVISOR_TYPE = "virtstack:hypervisor:Hypervisor"
+HOST_TYPE = "virtstack:host:Host"
+FLEET_TYPE = "virtstack:fleet:Fleet"
+HYPERVISOR_SUFFIX = "-hypervisor"
+
+
+def hypervisor_resource(host: str) -> str:
+    return f"{host}{HYPERVISOR_SUFFIX}"
+
+
+def pool_resource(hypervisor: str, pool: str) -> str:
+    return f"{hypervisor}-pool-{pool}"
+
+
+def network_resource(hypervisor: str, network: str) -> str:
+    return f"{hypervisor}-net-{network}"
+
+
+def image_resource(hypervisor: str, pool: str, image: str) -> str:
+    return f"{hypervisor}-image-{pool}-{image}"
+
+
+def image_resource_prefix(hypervisor: str, pool: str) -> str:
+    return image_resource(hypervisor, pool, "")
+
+
+def data_disk_resource(vm: str, disk: str) -> str:
+    return f"{vm}-data-{disk}"
+
+
+def data_disk_resource_prefix(vm: str) -> str:
+    return data_disk_resource(vm, "")

@@ -4,7 +4,10 @@ and, as properties, that a size written through the provider reads back with no 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -23,8 +26,11 @@ from virtstack.contract import (
     parse_pool_owner_volume,
     pool_owner_volume,
 )
-from virtstack.fleet import expand_group
+from virtstack.fleet import expand_fleet, expand_group, resolve_pool
+from virtstack.loader import load_spec
+from virtstack.props import PROPS_BY_KIND, DomainProps, VolumeProps
 from virtstack.provider import xml
+from virtstack.provider.resources import Domain, Network, Pool, Volume
 from virtstack.spec import HostSpec, Memory, VmSpec
 from virtstack.units import GIB, KIB, MIB, parse_size
 
@@ -281,7 +287,7 @@ def test_memory_written_by_the_provider_reads_back_with_no_diff(size: int | str)
     vm = VmSpec.model_validate({"image": "img", "vcpus": 1, "memory": size, "disk": "4GiB"})
     assert vm.memory == memory
     [instance] = expand_group("web", vm)
-    props = la.domain_props(CONN, OWNER, PLACE, instance, [], "web-seed.iso")
+    props = la.domain_props(CONN, OWNER, PLACE, instance, [], "web-seed.iso").to_inputs()
     assert props["memory"] == memory
     live = xml.parse_domain(libvirt_defines_domain(xml.domain_xml(props)))
     assert live["memory"] == memory
@@ -296,7 +302,7 @@ def test_unnormalised_memory_would_drift(size: int | str) -> None:
     [instance] = expand_group(
         "web", VmSpec.model_validate({"image": "i", "vcpus": 1, "memory": raw, "disk": 1})
     )
-    props = {**la.domain_props(CONN, OWNER, PLACE, instance, [], "web-seed.iso"), "memory": raw}
+    props = {**la.domain_props(CONN, OWNER, PLACE, instance, [], "web-seed.iso").to_inputs(), "memory": raw}
     live = xml.parse_domain(libvirt_defines_domain(xml.domain_xml(props)))
     assert live["memory"] == normalise_memory(raw)
     assert (contract.changed_keys("Domain", props, {**props, "memory": live["memory"]}) == []) == (
@@ -322,9 +328,9 @@ def test_disks_created_by_the_provider_are_the_size_asked_for(
     assert vm.data_disks[0].size == normalise_disk(parse_size(data_size))
     [instance] = expand_group("web", vm)
     image = la.ResolvedImage("img", "/images/img.qcow2", "qcow2", "f" * 64)
-    root = la.root_volume_props(CONN, PLACE, instance, image, "/pools/vms/base.qcow2")
+    root = la.root_volume_props(CONN, PLACE, instance, image, "/pools/vms/base.qcow2").to_inputs()
     [(disk, size)] = instance.data_disks
-    data = la.data_volume_props(CONN, PLACE, instance, disk, size)
+    data = la.data_volume_props(CONN, PLACE, instance, disk, size).to_inputs()
     for props, wanted in ((root, vm.disk), (data, vm.data_disks[0].size)):
         assert props["size"] == wanted
         created = xml.parse_volume(libvirt_creates_volume(xml.volume_xml(props, int(props["size"]))))
@@ -340,3 +346,88 @@ def test_a_shrink_is_seen_when_the_state_holds_the_size_as_a_float() -> None:
     olds = {**VOLUME, "size": float(VOLUME["size"])}
     assert contract.replaces("Volume", olds, {**VOLUME, "size": VOLUME["size"] // 2}) == ["size"]
     assert contract.replaces("Volume", olds, {**VOLUME, "size": VOLUME["size"] * 2}) == []
+
+
+# ------------------------------------------------------------------- typed props and their wire format
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _wire_of_sample_stack() -> dict[str, dict[str, Any]]:
+    """Every object libvirt_args builds for data/props_wire.yaml (two hosts; nat, isolated, bridge and
+    external networks; an external pool; data disks; seeds with and without network config)."""
+    spec = load_spec(DATA / "props_wire.yaml", display_name="props_wire.yaml")
+    owner = Owner("virtstack", "unit")
+    out: dict[str, Any] = {}
+    for host_name, host in spec.hosts.items():
+        cpu = "host-passthrough" if host_name == "b" else None
+        conn = la.Connection(host_name, host.uri, "qemu" if host_name == "a" else "kvm", cpu)
+        for p, pool in host.pools.items():
+            out[f"{host_name}/pool/{p}"] = la.pool_props(conn, owner, p, pool)
+        for n, net in host.networks.items():
+            out[f"{host_name}/net/{n}"] = la.network_props(conn, owner, n, net)
+        for vm in expand_fleet(spec):
+            pool_name = resolve_pool(host, vm.pool)
+            if pool_name is None:
+                continue
+            place = la.PoolPlace(pool_name, host.pools[pool_name].external, owner)
+            image = la.ResolvedImage(vm.image, "/images/x.qcow2", "qcow2", "f" * 64)
+            key = f"{host_name}/{vm.name}"
+            out[f"{key}/base"] = la.base_volume_props(conn, place, image)
+            out[f"{key}/root"] = la.root_volume_props(conn, place, vm, image, "/p/base")
+            for disk, size in vm.data_disks:
+                out[f"{key}/data/{disk}"] = la.data_volume_props(conn, place, vm, disk, size)
+            out[f"{key}/seed"] = la.seed_volume_props(conn, place, vm, "#cloud-config\n", "meta", None)
+            out[f"{key}/seed2"] = la.seed_volume_props(conn, place, vm, "#cloud-config\n", "meta", "nc")
+            volumes = [(la.root_volume_name(place, vm), "g1"), ("x-data.qcow2", "g2")]
+            out[f"{key}/domain"] = la.domain_props(conn, owner, place, vm, volumes, "seed.iso")
+    return out
+
+
+WIRE = _wire_of_sample_stack()
+
+
+def test_the_wire_format_is_what_existing_state_holds() -> None:
+    # data/props_wire.json: the dicts the components built before props were typed (same keys, same
+    # order, same values, optional keys absent): stacks deployed then see no diff now.
+    expected = json.loads((DATA / "props_wire.json").read_text())
+    got = {key: props.to_inputs() for key, props in WIRE.items()}
+    assert list(got) == list(expected)
+    for key in expected:
+        assert list(got[key].items()) == list(expected[key].items()), key
+
+
+@pytest.mark.parametrize("key", list(WIRE))
+def test_props_read_back_from_their_wire_format(key: str) -> None:
+    props = WIRE[key]
+    assert type(props).from_inputs(props.to_inputs()) == props
+
+
+def test_props_read_the_engines_floats_as_whole_numbers() -> None:
+    domain = WIRE["b/web/domain"].to_inputs()
+    engine = {**domain, "memory": float(domain["memory"]), "vcpus": float(domain["vcpus"])}
+    read = DomainProps.from_inputs(engine)
+    assert (read.memory, read.vcpus) == (domain["memory"], domain["vcpus"])
+    assert isinstance(read.memory, int) and isinstance(read.vcpus, int)
+    volume = VolumeProps.from_inputs({**WIRE["a/db/data/pg"].to_inputs(), "size": 2.0**31})
+    assert volume.size == 2**31 and isinstance(volume.size, int) and volume.holds_data
+
+
+@pytest.mark.parametrize("kind", contract.KINDS)
+def test_every_diff_key_is_a_prop_of_its_kind(kind: str) -> None:
+    # The key sets that decide replace / in place name props that exist: a renamed field fails here.
+    fields = {f.name for f in dataclasses.fields(PROPS_BY_KIND[kind])} | {"uri", "host", "owner"}
+    wire = {k for props in WIRE.values() if isinstance(props, PROPS_BY_KIND[kind]) for k in props.to_inputs()}
+    assert contract.REPLACE_KEYS[kind] <= fields
+    assert wire <= fields
+    if kind == contract.DOMAIN:
+        assert fields >= contract.IN_PLACE_DOMAIN_KEYS
+
+
+def test_type_tokens_are_the_resources_types() -> None:
+    # The engine records `pulumi-python:dynamic/<module>:<name>`; the plan reads kinds back from it.
+    for cls in (Pool, Network, Volume, Domain):
+        token = contract.type_token(cls.__name__)
+        assert contract.kind_of_type(token) == cls.__name__
+        assert token == f"pulumi-python:{cls._resource_type_name}"  # what Resource registers
+    assert contract.kind_of_type("virtstack:vm:VirtualMachine") is None

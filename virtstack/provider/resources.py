@@ -18,11 +18,11 @@ these providers' create/read/update/delete in a provider process. Behaviour that
   reports as data loss for root and data disks.
 """
 
-from typing import Any
-
 import pulumi
 from pulumi.dynamic import Resource
 
+from virtstack import contract
+from virtstack.props import DomainProps, NetworkProps, PoolProps, VolumeProps
 from virtstack.provider.domains import DomainProvider
 from virtstack.provider.networks import NetworkProvider
 from virtstack.provider.pools import PoolProvider
@@ -49,45 +49,45 @@ for _cls in (PoolProvider, NetworkProvider, VolumeProvider, DomainProvider):
 # ----------------------------------------------------------------------------- the resource classes
 
 
-class Pool(Resource, module="virtstack", name="Pool"):
+class Pool(Resource, module=contract.TYPE_MODULE, name=contract.POOL):
     uuid: pulumi.Output[str]
 
-    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
-        super().__init__(PoolProvider(), name, {"uuid": None, "state": None, **props}, opts)
+    def __init__(self, name: str, props: PoolProps, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(PoolProvider(), name, {"uuid": None, "state": None, **props.to_inputs()}, opts)
 
 
-class Network(Resource, module="virtstack", name="Network"):
+class Network(Resource, module=contract.TYPE_MODULE, name=contract.NETWORK):
     uuid: pulumi.Output[str]
 
-    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
-        super().__init__(NetworkProvider(), name, {"uuid": None, "state": None, **props}, opts)
+    def __init__(self, name: str, props: NetworkProps, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(NetworkProvider(), name, {"uuid": None, "state": None, **props.to_inputs()}, opts)
 
 
-class Volume(Resource, module="virtstack", name="Volume"):
+class Volume(Resource, module=contract.TYPE_MODULE, name=contract.VOLUME):
     path: pulumi.Output[str]
     key: pulumi.Output[str]
     generation: pulumi.Output[str]
     capacity: pulumi.Output[int]
 
-    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
-        secret_outputs = ["user_data"] if "user_data" in props else []
+    def __init__(self, name: str, props: VolumeProps, opts: pulumi.ResourceOptions | None = None):
+        secret_outputs = ["user_data"] if props.user_data is not None else []
         opts = pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(additional_secret_outputs=secret_outputs)
         )
         super().__init__(
             VolumeProvider(),
             name,
-            {"path": None, "key": None, "capacity": None, "generation": None, **props},
+            {"path": None, "key": None, "capacity": None, "generation": None, **props.to_inputs()},
             opts,
         )
 
 
-class Domain(Resource, module="virtstack", name="Domain"):
+class Domain(Resource, module=contract.TYPE_MODULE, name=contract.DOMAIN):
     uuid: pulumi.Output[str]
     state: pulumi.Output[str]
     running: pulumi.Output[bool]
 
-    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, props: DomainProps, opts: pulumi.ResourceOptions | None = None):
         # A domain name is unique per host: the old definition must be gone before the new one.
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True))
-        super().__init__(DomainProvider(), name, {"uuid": None, "state": None, **props}, opts)
+        super().__init__(DomainProvider(), name, {"uuid": None, "state": None, **props.to_inputs()}, opts)
