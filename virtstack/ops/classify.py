@@ -38,15 +38,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import Enum
 from typing import Any
 
 from pulumi.automation import events
 
 from virtstack import contract
+from virtstack.ops.changes import ACTION_WORDS, Action, Change, HostPlan, Plan, VmPlan, sort_key
 from virtstack.ops.resources import (
-    KIND_ORDER,
     UNKNOWN,
     ResourceInfo,
     describe,
@@ -67,54 +66,6 @@ __all__ = [
 ]
 
 
-class Action(StrEnum):
-    CREATE = "create"
-    UPDATE = "update"
-    REDEFINE = "redefine"
-    REPLACE = "replace"
-    REPLACE_DATA_LOSS = "replace_data_loss"
-    DELETE = "delete"
-
-    @property
-    def severity(self) -> int:
-        return _SEVERITY[self]
-
-    @property
-    def words(self) -> str:
-        return ACTION_WORDS[self]
-
-    @property
-    def short(self) -> str:
-        return ACTION_SHORT[self]
-
-
-_SEVERITY = {
-    Action.CREATE: 0,
-    Action.UPDATE: 1,
-    Action.REPLACE: 2,
-    Action.REDEFINE: 3,
-    Action.DELETE: 4,
-    Action.REPLACE_DATA_LOSS: 5,
-}
-
-ACTION_SHORT = {
-    Action.CREATE: "create",
-    Action.UPDATE: "update in place",
-    Action.REDEFINE: "redefine",
-    Action.REPLACE: "replace",
-    Action.REPLACE_DATA_LOSS: "replace with data loss",
-    Action.DELETE: "delete",
-}
-
-ACTION_WORDS = {
-    Action.CREATE: "create",
-    Action.UPDATE: "update in place",
-    Action.REDEFINE: "redefine (the VM restarts, its disks are kept)",
-    Action.REPLACE: "replace",
-    Action.REPLACE_DATA_LOSS: "replace with data loss (a disk that holds data is destroyed)",
-    Action.DELETE: "delete",
-}
-
 # The diff rules are the provider's own (virtstack.contract): one copy.
 OUTPUT_ONLY = contract.NOT_COMPARED
 IN_PLACE_DOMAIN_KEYS = contract.IN_PLACE_DOMAIN_KEYS
@@ -133,117 +84,6 @@ _IGNORED_OPS = {
     "import-replacement",
 }
 _REPLACE_OPS = {"replace", "create-replacement", "delete-replaced"}
-
-
-@dataclass(frozen=True)
-class Change:
-    """What happens to one libvirt object."""
-
-    resource: ResourceInfo
-    action: Action
-    keys: tuple[str, ...] = ()
-    details: tuple[str, ...] = ()
-
-    @property
-    def data_loss(self) -> bool:
-        return self.action is Action.REPLACE_DATA_LOSS or (
-            self.action is Action.DELETE and self.resource.holds_data
-        )
-
-    @property
-    def words(self) -> str:
-        if self.action is Action.DELETE and self.data_loss:
-            return "delete (data loss: the disk and its data are destroyed)"
-        return self.action.words
-
-    @property
-    def short(self) -> str:
-        if self.action is Action.DELETE and self.data_loss:
-            return "delete with data loss"
-        return self.action.short
-
-
-def _sort_key(change: Change) -> tuple[int, str]:
-    return (KIND_ORDER.get(change.resource.kind, 99), change.resource.name)
-
-
-@dataclass(frozen=True)
-class VmPlan:
-    """The changes to one VM's objects and what they mean for the VM as a whole."""
-
-    vm: str
-    host: str | None
-    action: Action
-    changes: tuple[Change, ...]
-
-    @property
-    def data_loss(self) -> bool:
-        return any(change.data_loss for change in self.changes)
-
-    @property
-    def words(self) -> str:
-        if self.action is Action.DELETE:
-            if self.data_loss:
-                return "delete (the VM and its disks, with their data, are destroyed)"
-            return "delete (the VM is removed)"
-        if self.action is Action.CREATE:
-            return "create"
-        if self.action is Action.REPLACE:
-            return "replace (objects without data are recreated)"
-        return self.action.words
-
-
-@dataclass(frozen=True)
-class HostPlan:
-    """Changes to a host's hypervisor objects: pools, networks, base images."""
-
-    host: str
-    changes: tuple[Change, ...]
-
-
-@dataclass(frozen=True)
-class Plan:
-    vms: tuple[VmPlan, ...] = ()
-    hosts: tuple[HostPlan, ...] = ()
-    other: tuple[Change, ...] = ()
-
-    @property
-    def changes(self) -> tuple[Change, ...]:
-        found: list[Change] = []
-        for vm in self.vms:
-            found.extend(vm.changes)
-        for host in self.hosts:
-            found.extend(host.changes)
-        found.extend(self.other)
-        return tuple(found)
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self.changes)
-
-    @property
-    def data_loss(self) -> bool:
-        return any(change.data_loss for change in self.changes)
-
-    @property
-    def destroyed_disks(self) -> tuple[str, ...]:
-        """Every disk whose data this plan destroys, as `vm <vm>: <disk>`."""
-        return tuple(
-            f"{change.resource.owner}: {change.resource.label}" for change in self.changes if change.data_loss
-        )
-
-    @property
-    def refused_data_loss(self) -> tuple[str, ...]:
-        """Every disk holding data that the plan deletes or recreates — a removed VM, a shrunk group,
-        a new image, a shrunk disk alike: `virtstack up` and `destroy` refuse them all without
-        --allow-data-loss, so an unattended run never destroys data without a person."""
-        return self.destroyed_disks
-
-    def counts(self) -> dict[Action, int]:
-        counts = dict.fromkeys(Action, 0)
-        for change in self.changes:
-            counts[change.action] += 1
-        return counts
 
 
 # ------------------------------------------------------------------------------------------ values
@@ -533,8 +373,8 @@ def _group(changes: list[Change]) -> Plan:
             other.append(change)
     vms = []
     for vm in sorted(by_vm):
-        items = sorted(by_vm[vm], key=_sort_key)
+        items = sorted(by_vm[vm], key=sort_key)
         host = next((c.resource.host for c in items if c.resource.host), None)
         vms.append(VmPlan(vm=vm, host=host, action=_vm_action(items), changes=tuple(items)))
-    hosts = [HostPlan(host=h, changes=tuple(sorted(by_host[h], key=_sort_key))) for h in sorted(by_host)]
-    return Plan(vms=tuple(vms), hosts=tuple(hosts), other=tuple(sorted(other, key=_sort_key)))
+    hosts = [HostPlan(host=h, changes=tuple(sorted(by_host[h], key=sort_key))) for h in sorted(by_host)]
+    return Plan(vms=tuple(vms), hosts=tuple(hosts), other=tuple(sorted(other, key=sort_key)))

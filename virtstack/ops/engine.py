@@ -46,7 +46,7 @@ from virtstack.locks import StackLock, clear_stale_locks, holder_record, stack_l
 from virtstack.ops.errors import EngineError, StackNotFound
 from virtstack.ops.logs import write_log
 from virtstack.ops.project import Project, engine_env, ensure_state_dir
-from virtstack.ops.resources import describe, urn_name
+from virtstack.ops.resources import describe, is_virtstack_resource, urn_name
 
 __all__ = [
     "Engine",
@@ -284,7 +284,7 @@ def engine_error_message(operation: str, stack: str, stream: list[events.EngineE
         if not message or any(noise in message.lower() for noise in _NOISE):
             continue
         urn = diag.urn or ""
-        if urn and urn in steps and steps[urn].type.startswith("pulumi-python:dynamic/"):
+        if urn and urn in steps and is_virtstack_resource(steps[urn]):
             info = describe(steps[urn])
             line = _last_line(message)
             if "violates plan" in message:

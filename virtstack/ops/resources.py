@@ -16,6 +16,8 @@ from typing import Any
 
 from pulumi.automation import events
 
+from virtstack import contract
+
 __all__ = [
     "DYNAMIC_PREFIX",
     "KIND_ORDER",
@@ -32,11 +34,12 @@ __all__ = [
 
 # The engine's placeholder for a value that is only known after apply (e.g. another resource's output).
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-DYNAMIC_PREFIX = "pulumi-python:dynamic/virtstack:"
-VM_TYPE = "virtstack:vm:VirtualMachine"
-HYPERVISOR_TYPE = "virtstack:hypervisor:Hypervisor"
-HOST_TYPE = "virtstack:host:Host"
-HYPERVISOR_SUFFIX = "-hypervisor"
+# Type tokens and the components' resource names are the contract's (the components build them).
+DYNAMIC_PREFIX = contract.DYNAMIC_TYPE_PREFIX
+VM_TYPE = contract.VM_TYPE
+HYPERVISOR_TYPE = contract.HYPERVISOR_TYPE
+HOST_TYPE = contract.HOST_TYPE
+HYPERVISOR_SUFFIX = contract.HYPERVISOR_SUFFIX
 
 # Display order of the objects of one VM or host.
 KIND_ORDER = {
@@ -151,32 +154,35 @@ def describe(step: events.StepEventMetadata, vm_hosts: Mapping[str, str] | None 
         host = vm_hosts.get(vm)
 
     role = inputs.get("role") if isinstance(inputs.get("role"), str) else None
-    short = rtype.rsplit(":", 1)[-1]
+    ours = contract.kind_of_type(rtype)
     kind, label = "other", name
-    if rtype.startswith(DYNAMIC_PREFIX):
+    if ours is not None:
         libvirt_name = inputs.get("name") if isinstance(inputs.get("name"), str) else None
-        if short == "Domain":
+        if ours == contract.DOMAIN:
             kind, label = "domain", "domain"
-        elif short == "Volume":
+        elif ours == contract.VOLUME:
             if role == "root":
                 kind, label = "root-disk", "root disk"
             elif role == "data":
-                disk = _strip(name, f"{vm}-data-") if vm else name
+                disk = _strip(name, contract.data_disk_resource_prefix(vm)) if vm else name
                 kind, label = "data-disk", f"data disk {disk}"
             elif role == "seed":
                 kind, label = "seed", "cloud-init seed"
             elif role == "base":
-                pool = inputs.get("pool") if isinstance(inputs.get("pool"), str) else ""
-                image = _strip(name, f"{host}{HYPERVISOR_SUFFIX}-image-{pool}-") if host else name
+                pool = str(inputs["pool"]) if isinstance(inputs.get("pool"), str) else ""
+                prefix = (
+                    contract.image_resource_prefix(contract.hypervisor_resource(host), pool) if host else ""
+                )
+                image = _strip(name, prefix) if prefix else name
                 kind, label = (
                     "base-image",
                     f"base image {image} (pool {pool})" if pool else f"base image {image}",
                 )
             else:
                 kind, label = "volume", f"volume {libvirt_name or name}"
-        elif short == "Pool":
+        elif ours == contract.POOL:
             kind, label = "pool", f"pool {libvirt_name or name}"
-        elif short == "Network":
+        elif ours == contract.NETWORK:
             kind, label = "network", f"network {libvirt_name or name}"
     return ResourceInfo(urn=urn, type=rtype, name=name, kind=kind, label=label, vm=vm, host=host, role=role)
 
