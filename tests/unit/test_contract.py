@@ -289,7 +289,7 @@ def test_memory_written_by_the_provider_reads_back_with_no_diff(size: int | str)
     [instance] = expand_group("web", vm)
     props = la.domain_props(CONN, OWNER, PLACE, instance, [], "web-seed.iso").to_inputs()
     assert props["memory"] == memory
-    live = xml.parse_domain(libvirt_defines_domain(xml.domain_xml(props)))
+    live = xml.parse_domain(libvirt_defines_domain(xml.domain_xml(DomainProps.from_inputs(props))))
     assert live["memory"] == memory
     assert contract.changed_keys("Domain", props, {**props, "memory": live["memory"]}) == []
 
@@ -303,7 +303,7 @@ def test_unnormalised_memory_would_drift(size: int | str) -> None:
         "web", VmSpec.model_validate({"image": "i", "vcpus": 1, "memory": raw, "disk": 1})
     )
     props = {**la.domain_props(CONN, OWNER, PLACE, instance, [], "web-seed.iso").to_inputs(), "memory": raw}
-    live = xml.parse_domain(libvirt_defines_domain(xml.domain_xml(props)))
+    live = xml.parse_domain(libvirt_defines_domain(xml.domain_xml(DomainProps.from_inputs(props))))
     assert live["memory"] == normalise_memory(raw)
     assert (contract.changed_keys("Domain", props, {**props, "memory": live["memory"]}) == []) == (
         raw % MIB == 0
@@ -333,7 +333,9 @@ def test_disks_created_by_the_provider_are_the_size_asked_for(
     data = la.data_volume_props(CONN, PLACE, instance, disk, size).to_inputs()
     for props, wanted in ((root, vm.disk), (data, vm.data_disks[0].size)):
         assert props["size"] == wanted
-        created = xml.parse_volume(libvirt_creates_volume(xml.volume_xml(props, int(props["size"]))))
+        created = xml.parse_volume(
+            libvirt_creates_volume(xml.volume_xml(VolumeProps.from_inputs(props), int(props["size"])))
+        )
         assert created["capacity"] == wanted
         # What a refresh reports (capacity, an output) and what the next run asks for agree.
         assert contract.changed_keys("Volume", props, {**props, "capacity": created["capacity"]}) == []

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
 
 from virtstack.contract import Owner
+from virtstack.props import DomainProps, NetworkProps, VolumeProps
 from virtstack.provider import xml
 from virtstack.provider.ownership import owner_from_xml
+
+
+# The builders take typed props; these read the wire dicts below first, as the provider does.
+def domain_xml(props: dict[str, Any], uuid: str | None = None) -> str:
+    return xml.domain_xml(DomainProps.from_inputs(props), uuid)
+
+
+def network_xml(props: dict[str, Any]) -> str:
+    return xml.network_xml(NetworkProps.from_inputs(props))
+
+
+def volume_xml(props: dict[str, Any], capacity: int) -> str:
+    return xml.volume_xml(VolumeProps.from_inputs({"pool": "vms", **props}), capacity)
+
 
 DOMAIN = {
     "name": "web-1",
@@ -32,7 +48,7 @@ DOMAIN = {
 
 
 def test_domain_xml_devices_and_sizes() -> None:
-    root = ET.fromstring(xml.domain_xml(DOMAIN))
+    root = ET.fromstring(domain_xml(DOMAIN))
     assert root.get("type") == "qemu"
     assert root.findtext("name") == "web-1"
     assert root.find("memory").get("unit") == "KiB"
@@ -57,20 +73,20 @@ def test_domain_xml_devices_and_sizes() -> None:
 
 
 def test_domain_and_network_record_their_owner() -> None:
-    assert owner_from_xml(xml.domain_xml(DOMAIN)) == Owner("virtstack", "dev")
+    assert owner_from_xml(domain_xml(DOMAIN)) == Owner("virtstack", "dev")
     network = {"name": "lan", "mode": "bridge", "bridge": "br0", "owner": "proj/prod"}
-    assert owner_from_xml(xml.network_xml(network)) == Owner("proj", "prod")
+    assert owner_from_xml(network_xml(network)) == Owner("proj", "prod")
 
 
 def test_kvm_domain_gets_the_probed_cpu_mode_and_no_tcg_cache() -> None:
-    root = ET.fromstring(xml.domain_xml({**DOMAIN, "domain_type": "kvm", "cpu_mode": "host-passthrough"}))
+    root = ET.fromstring(domain_xml({**DOMAIN, "domain_type": "kvm", "cpu_mode": "host-passthrough"}))
     assert root.get("type") == "kvm"
     assert root.find("cpu").get("mode") == "host-passthrough"
     assert root.find("features/tcg") is None
 
 
 def test_parse_domain_round_trips_what_drift_compares() -> None:
-    parsed = xml.parse_domain(xml.domain_xml(DOMAIN))
+    parsed = xml.parse_domain(domain_xml(DOMAIN))
     assert parsed["memory"] == DOMAIN["memory"]
     assert parsed["vcpus"] == 2
     assert [(d["pool"], d["volume"]) for d in parsed["disks"]] == [
@@ -108,7 +124,7 @@ def test_parse_domain_round_trips_what_drift_compares() -> None:
     ],
 )
 def test_network_xml(props, forward, bridge, ip, dhcp) -> None:
-    root = ET.fromstring(xml.network_xml(props))
+    root = ET.fromstring(network_xml(props))
     assert root.findtext("name") == props["name"]
     assert (root.find("forward").get("mode") if root.find("forward") is not None else None) == forward
     assert root.find("bridge").get("name") == bridge
@@ -120,20 +136,18 @@ def test_network_xml(props, forward, bridge, ip, dhcp) -> None:
 
 def test_overlay_volume_names_its_backing_image() -> None:
     root = ET.fromstring(
-        xml.volume_xml(
-            {"name": "a-root.qcow2", "format": "qcow2", "backing_path": "/p/base.qcow2"}, 4 * 2**30
-        )
+        volume_xml({"name": "a-root.qcow2", "format": "qcow2", "backing_path": "/p/base.qcow2"}, 4 * 2**30)
     )
     assert root.findtext("capacity") == str(4 * 2**30)
     assert root.find("capacity").get("unit") == "bytes"
     assert root.findtext("backingStore/path") == "/p/base.qcow2"
     assert root.find("backingStore/format").get("type") == "qcow2"
-    plain = ET.fromstring(xml.volume_xml({"name": "d.qcow2", "format": "qcow2"}, 2**30))
+    plain = ET.fromstring(volume_xml({"name": "d.qcow2", "format": "qcow2"}, 2**30))
     assert plain.find("backingStore") is None
 
 
 def test_parse_volume_reads_back_what_adoption_compares() -> None:
-    doc = xml.volume_xml({"name": "a.qcow2", "format": "qcow2", "backing_path": "/p/base.qcow2"}, 3 * 2**30)
+    doc = volume_xml({"name": "a.qcow2", "format": "qcow2", "backing_path": "/p/base.qcow2"}, 3 * 2**30)
     assert xml.parse_volume(doc) == {
         "capacity": 3 * 2**30,
         "format": "qcow2",
@@ -146,6 +160,6 @@ def test_parse_volume_reads_back_what_adoption_compares() -> None:
 
 
 def test_redefinition_keeps_the_domain_uuid() -> None:
-    root = ET.fromstring(xml.domain_xml(DOMAIN, uuid="c8c100f1-6d2a-4a4b-8593-4b2adea11e35"))
+    root = ET.fromstring(domain_xml(DOMAIN, uuid="c8c100f1-6d2a-4a4b-8593-4b2adea11e35"))
     assert root.findtext("uuid") == "c8c100f1-6d2a-4a4b-8593-4b2adea11e35"
-    assert ET.fromstring(xml.domain_xml(DOMAIN)).find("uuid") is None
+    assert ET.fromstring(domain_xml(DOMAIN)).find("uuid") is None

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, Generic, TypeVar
 
 import libvirt
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    DiffResult,
-    ResourceProvider,
-)
+from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvider
 
 from virtstack import contract
+from virtstack.props import Props
 from virtstack.provider.connection import with_connection
 
+P = TypeVar("P", bound=Props)
 
-class Provider(ResourceProvider):
+
+class Provider(ResourceProvider, Generic[P]):
     # Provider classes live in an importable module, so dill pickles them by reference: state holds
     # no code, and an upgraded virtstack applies to resources created by an older one.
     serialize_as_secret_always = False
-    kind: ClassVar[str] = "Domain"  # the contract's name for this kind of object
+    kind: ClassVar[str] = contract.DOMAIN  # the contract's name for this kind of object
+
+    def props(self, inputs: Mapping[str, Any]) -> P:
+        """The engine's dict (the wire format) read as this kind's typed props."""
+        raise NotImplementedError
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = contract.changed_keys(self.kind, olds, news)
@@ -37,12 +40,13 @@ class Provider(ResourceProvider):
         this stack's state is its own.)"""
         if olds or not news.get("uri") or not isinstance(news.get("name"), str):
             return CheckResult(news, [])
+        props = self.props(news)
         try:
-            problem = with_connection(news["uri"], lambda conn: self.problem(conn, news))
+            problem = with_connection(props.target.uri, lambda conn: self.problem(conn, props))
         except libvirt.libvirtError:
             problem = None  # an unreachable host fails the refresh and the create with its own error
         return CheckResult(news, [CheckFailure("name", problem)] if problem else [])
 
-    def problem(self, conn: libvirt.virConnect, props: dict[str, Any]) -> str | None:
+    def problem(self, conn: libvirt.virConnect, props: P) -> str | None:
         """Why creating this object on `conn` would touch something that is not ours, or None."""
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import libvirt
@@ -17,10 +17,11 @@ from pulumi.dynamic import (
 )
 
 from virtstack import contract
+from virtstack.props import DomainProps
 from virtstack.provider import ownership, xml
 from virtstack.provider.base import Provider
 from virtstack.provider.connection import is_not_found, with_connection
-from virtstack.provider.ownership import OwnershipError, owner_of_props, owns, refusal
+from virtstack.provider.ownership import OwnershipError, owner_of, owns, refusal
 
 _SHUTDOWN_GRACE_SECONDS = 30.0
 _START_TIMEOUT_SECONDS = 60.0
@@ -60,11 +61,11 @@ def _start(dom: libvirt.virDomain) -> None:
         raise RuntimeError(f"domain {dom.name()} did not reach running within {_START_TIMEOUT_SECONDS:.0f}s")
 
 
-def _observe(dom: libvirt.virDomain, props: dict[str, Any]) -> dict[str, Any]:
+def _observe(dom: libvirt.virDomain, inputs: dict[str, Any], props: DomainProps) -> dict[str, Any]:
     live = xml.parse_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
     state, reason = dom.state()
     observed = {
-        **props,
+        **inputs,
         "uuid": dom.UUIDString(),
         "state": _STATE_NAMES.get(state, "unknown"),
         "state_reason": reason,
@@ -74,13 +75,13 @@ def _observe(dom: libvirt.virDomain, props: dict[str, Any]) -> dict[str, Any]:
         "memory": live["memory"],
     }
     # Devices are compared as sets of identities so that libvirt's own additions don't look like drift.
-    wanted_disks = {(d["pool"], d["volume"]) for d in props.get("disks", [])}
+    wanted_disks = {(d.pool, d.volume) for d in props.disks}
     live_disks = {(d["pool"], d["volume"]) for d in live["disks"]}
     if wanted_disks != live_disks:
         observed["disks"] = [
             {"pool": p, "volume": v, "device": "disk"} for p, v in sorted(live_disks, key=str)
         ]
-    wanted_nics = {(n["network"], n["mac"]) for n in props.get("nics", [])}
+    wanted_nics = {(n.network, n.mac) for n in props.nics}
     live_nics = {(n["network"], n["mac"]) for n in live["nics"]}
     if wanted_nics != live_nics:
         observed["nics"] = [{"network": n, "mac": m} for n, m in sorted(live_nics, key=str)]
@@ -108,81 +109,91 @@ def _lookup_domain(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | N
         raise
 
 
-class DomainProvider(Provider):
-    kind = "Domain"
+class DomainProvider(Provider[DomainProps]):
+    kind = contract.DOMAIN
 
-    def problem(self, conn: libvirt.virConnect, props: dict[str, Any]) -> str | None:
-        dom = _lookup_domain(conn, props["name"])
+    def props(self, inputs: Mapping[str, Any]) -> DomainProps:
+        return DomainProps.from_inputs(inputs)
+
+    def problem(self, conn: libvirt.virConnect, props: DomainProps) -> str | None:
+        dom = _lookup_domain(conn, props.name)
         if dom is None:
             return None
         record = ownership.domain_owner(dom)
-        if not owns(record, owner_of_props(props)):
-            return refusal("domain", props["name"], props, record)
+        if not owns(record, owner_of(props.target)):
+            return refusal("domain", props.name, props.target, record)
         return None
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
+    def create(self, inputs: dict[str, Any]) -> CreateResult:
+        props = self.props(inputs)
+
         def op(conn: libvirt.virConnect) -> dict[str, Any]:
             problem = self.problem(conn, props)
             if problem:
                 raise OwnershipError(problem)
             # A domain of this stack here was left by an interrupted run (created before the engine
             # could record it): adopt it by redefining it as asked, keeping its UUID.
-            old = _lookup_domain(conn, props["name"])
+            old = _lookup_domain(conn, props.name)
             dom = conn.defineXML(xml.domain_xml(props, old.UUIDString() if old else None))
-            dom.setAutostart(1 if props.get("autostart") else 0)
-            if props.get("running", True):
+            dom.setAutostart(1 if props.autostart else 0)
+            if props.running:
                 _start(dom)
-            return _observe(dom, props)
+            return _observe(dom, inputs, props)
 
-        outs = with_connection(props["uri"], op)
+        outs = with_connection(props.target.uri, op)
         return CreateResult(outs["uuid"], outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        props = self.props(news)
         changed = set(contract.changed_keys(self.kind, olds, news))
 
         def op(conn: libvirt.virConnect) -> dict[str, Any]:
-            dom = _lookup_domain(conn, news["name"])
-            owner = owner_of_props(news)
+            dom = _lookup_domain(conn, props.name)
+            owner = owner_of(props.target)
             if dom is not None and owner is not None:
                 record = ownership.domain_owner(dom)
                 if record is not None and not owns(record, owner):
-                    raise OwnershipError(refusal("domain", news["name"], news, record))
+                    raise OwnershipError(refusal("domain", props.name, props.target, record))
             if dom is None or not changed <= contract.IN_PLACE_DOMAIN_KEYS:
                 # Redefine: a restart with the same disks. (A vanished domain is simply defined again.)
                 uuid = None
                 if dom is not None:
                     _stop(dom)
                     uuid = dom.UUIDString()
-                dom = conn.defineXML(xml.domain_xml(news, uuid))
+                dom = conn.defineXML(xml.domain_xml(props, uuid))
             elif "owner" in changed and owner is not None:
                 ownership.set_domain_owner(dom, owner)  # no restart
-            dom.setAutostart(1 if news.get("autostart") else 0)
-            if news.get("running", True):
+            dom.setAutostart(1 if props.autostart else 0)
+            if props.running:
                 _start(dom)
             else:
                 _stop(dom)
-            return _observe(dom, news)
+            return _observe(dom, news, props)
 
-        return UpdateResult(with_connection(news["uri"], op))
+        return UpdateResult(with_connection(props.target.uri, op))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+    def read(self, id_: str, inputs: dict[str, Any]) -> ReadResult:
+        props = self.props(inputs)
+
         def op(conn: libvirt.virConnect) -> ReadResult:
-            dom = _lookup_domain(conn, props["name"])
+            dom = _lookup_domain(conn, props.name)
             if dom is None:
                 return ReadResult("", {})
-            return ReadResult(id_, _observe(dom, props))
+            return ReadResult(id_, _observe(dom, inputs, props))
 
-        return with_connection(props["uri"], op)
+        return with_connection(props.target.uri, op)
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
+    def delete(self, _id: str, inputs: dict[str, Any]) -> None:
+        props = self.props(inputs)
+
         def op(conn: libvirt.virConnect) -> None:
-            dom = _lookup_domain(conn, props["name"])
+            dom = _lookup_domain(conn, props.name)
             if dom is None:
                 return
-            owner = owner_of_props(props)
+            owner = owner_of(props.target)
             record = ownership.domain_owner(dom)
             if owner is not None and record is not None and not owns(record, owner):
-                pulumi.log.warn(refusal("domain", props["name"], props, record) + "; it is left as it is")
+                pulumi.log.warn(refusal("domain", props.name, props.target, record) + "; it is left as it is")
                 return
             if dom.isActive():
                 dom.destroy()
@@ -192,4 +203,4 @@ class DomainProvider(Provider):
                 | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
             )
 
-        with_connection(props["uri"], op)
+        with_connection(props.target.uri, op)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import libvirt
@@ -13,10 +14,11 @@ from pulumi.dynamic import (
 )
 
 from virtstack import contract
+from virtstack.props import NetworkProps
 from virtstack.provider import ownership, xml
 from virtstack.provider.base import Provider
 from virtstack.provider.connection import is_not_found, with_connection
-from virtstack.provider.ownership import OwnershipError, owner_of_props, owns, refusal
+from virtstack.provider.ownership import OwnershipError, owner_of, owns, refusal
 
 
 def _lookup_network(conn: libvirt.virConnect, name: str) -> libvirt.virNetwork | None:
@@ -28,17 +30,17 @@ def _lookup_network(conn: libvirt.virConnect, name: str) -> libvirt.virNetwork |
         raise
 
 
-def _external_network_problem(net: libvirt.virNetwork | None, props: dict[str, Any]) -> str | None:
-    where = f"external network {props['name']} on host {props.get('host') or props['uri']}"
+def _external_network_problem(net: libvirt.virNetwork | None, props: NetworkProps) -> str | None:
+    where = f"external network {props.name} on host {props.target.where}"
     if net is None:
         return f"{where} does not exist (an external network is used, never created)"
     if not net.isActive():
         return f"{where} is not active (virtstack does not start a network it does not own)"
     live = xml.parse_network(net.XMLDesc(0))
-    if props.get("cidr") and live.get("cidr") != props["cidr"]:
-        return f"{where} has address range {live.get('cidr') or 'none'}, not {props['cidr']}"
-    if props.get("mode") and live.get("mode") != props["mode"]:
-        return f"{where} is mode {live.get('mode')}, not {props['mode']}"
+    if props.cidr and live.get("cidr") != props.cidr:
+        return f"{where} has address range {live.get('cidr') or 'none'}, not {props.cidr}"
+    if props.mode and live.get("mode") != props.mode:
+        return f"{where} is mode {live.get('mode')}, not {props.mode}"
     return None
 
 
@@ -55,27 +57,32 @@ def _other_users_of_network(
     return sorted(users)
 
 
-class NetworkProvider(Provider):
-    kind = "Network"
+class NetworkProvider(Provider[NetworkProps]):
+    kind = contract.NETWORK
 
-    def problem(self, conn: libvirt.virConnect, props: dict[str, Any]) -> str | None:
-        net = _lookup_network(conn, props["name"])
-        if props.get("external"):
+    def props(self, inputs: Mapping[str, Any]) -> NetworkProps:
+        return NetworkProps.from_inputs(inputs)
+
+    def problem(self, conn: libvirt.virConnect, props: NetworkProps) -> str | None:
+        net = _lookup_network(conn, props.name)
+        if props.external:
             return _external_network_problem(net, props)
         if net is None:
             return None
         record = ownership.network_owner(net)
-        if not owns(record, owner_of_props(props)):
-            return refusal("network", props["name"], props, record)
+        if not owns(record, owner_of(props.target)):
+            return refusal("network", props.name, props.target, record)
         return None
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
+    def create(self, inputs: dict[str, Any]) -> CreateResult:
+        props = self.props(inputs)
+
         def op(conn: libvirt.virConnect) -> str:
             problem = self.problem(conn, props)
             if problem:
                 raise OwnershipError(problem)
-            net = _lookup_network(conn, props["name"])
-            if props.get("external"):
+            net = _lookup_network(conn, props.name)
+            if props.external:
                 return str(net.UUIDString()) if net is not None else ""
             if net is None:
                 net = conn.networkDefineXML(xml.network_xml(props))
@@ -84,47 +91,55 @@ class NetworkProvider(Provider):
             net.setAutostart(1)
             return str(net.UUIDString())
 
-        uuid = with_connection(props["uri"], op)
-        return CreateResult(uuid, {**props, "uuid": uuid})
+        uuid = with_connection(props.target.uri, op)
+        return CreateResult(uuid, {**inputs, "uuid": uuid})
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        props = self.props(news)
+
         # Only the owner record reaches update (every other key replaces the network).
         def op(conn: libvirt.virConnect) -> None:
-            net = _lookup_network(conn, news["name"])
-            owner = owner_of_props(news)
-            if net is None or owner is None or news.get("external"):
+            net = _lookup_network(conn, props.name)
+            owner = owner_of(props.target)
+            if net is None or owner is None or props.external:
                 return
             record = ownership.network_owner(net)
             if record is not None and not owns(record, owner):
-                raise OwnershipError(refusal("network", news["name"], news, record))
+                raise OwnershipError(refusal("network", props.name, props.target, record))
             ownership.set_network_owner(conn, net, owner)
 
-        with_connection(news["uri"], op)
+        with_connection(props.target.uri, op)
         return UpdateResult({**olds, **news, "uuid": olds.get("uuid")})
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+    def read(self, id_: str, inputs: dict[str, Any]) -> ReadResult:
+        props = self.props(inputs)
+
         def op(conn: libvirt.virConnect) -> ReadResult:
-            net = _lookup_network(conn, props["name"])
+            net = _lookup_network(conn, props.name)
             if net is None:
                 return ReadResult("", {})
-            return ReadResult(id_, {**props, "state": "active" if net.isActive() else "inactive"})
+            return ReadResult(id_, {**inputs, "state": "active" if net.isActive() else "inactive"})
 
-        return with_connection(props["uri"], op)
+        return with_connection(props.target.uri, op)
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
+    def delete(self, _id: str, inputs: dict[str, Any]) -> None:
+        props = self.props(inputs)
+
         def op(conn: libvirt.virConnect) -> None:
-            net = _lookup_network(conn, props["name"])
-            if net is None or props.get("external"):
+            net = _lookup_network(conn, props.name)
+            if net is None or props.external:
                 return
-            owner = owner_of_props(props)
+            owner = owner_of(props.target)
             record = ownership.network_owner(net)
             if owner is not None and not owns(record, owner):
-                pulumi.log.warn(refusal("network", props["name"], props, record) + "; it is left as it is")
+                pulumi.log.warn(
+                    refusal("network", props.name, props.target, record) + "; it is left as it is"
+                )
                 return
-            users = _other_users_of_network(conn, props["name"], owner)
+            users = _other_users_of_network(conn, props.name, owner)
             if users:
                 pulumi.log.warn(
-                    f"network {props['name']} on host {props.get('host') or props['uri']} is kept: "
+                    f"network {props.name} on host {props.target.where} is kept: "
                     f"domains of others use it ({', '.join(users)})"
                 )
                 return
@@ -132,4 +147,4 @@ class NetworkProvider(Provider):
                 net.destroy()
             net.undefine()
 
-        with_connection(props["uri"], op)
+        with_connection(props.target.uri, op)

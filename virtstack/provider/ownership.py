@@ -12,13 +12,13 @@ accepted for their stack.
 
 from __future__ import annotations
 
-from typing import Any
 from xml.etree import ElementTree as ET
 
 import libvirt
 
 from virtstack import contract
 from virtstack.contract import Owner
+from virtstack.props import Target, VolumeProps
 from virtstack.provider.connection import is_not_found
 from virtstack.provider.xml import METADATA_NS
 
@@ -29,11 +29,9 @@ class OwnershipError(Exception):
     """An object exists on the host but is not this stack's: nothing was changed."""
 
 
-def owner_of_props(props: dict[str, Any]) -> Owner | None:
-    text = props.get("owner")
-    if isinstance(text, str) and "/" in text:
-        return Owner.parse(text)
-    return None
+def owner_of(target: Target) -> Owner | None:
+    """The stack an object is asked for (`project/stack`); None for props without one (never ours)."""
+    return Owner.parse(target.owner) if "/" in target.owner else None
 
 
 def owns(record: Owner | None, me: Owner | None) -> bool:
@@ -44,11 +42,11 @@ def owns(record: Owner | None, me: Owner | None) -> bool:
     return record.stack == me.stack and record.project in ("", me.project)
 
 
-def refusal(kind: str, name: str, props: dict[str, Any], record: Owner | None) -> str:
-    host = props.get("host") or props.get("uri")
+def refusal(kind: str, name: str, target: Target, record: Owner | None) -> str:
+    host = target.where
     return (
         f"{kind} {name} on host {host} belongs to {contract.describe_owner(record)}, not to stack "
-        f"{props.get('owner')}: virtstack neither adopts, changes nor deletes it "
+        f"{target.owner or None}: virtstack neither adopts, changes nor deletes it "
         f"(rename yours, or declare a shared pool or network `external: true`)"
     )
 
@@ -156,11 +154,11 @@ def foreign_volumes(pool: libvirt.virStoragePool, owner: Owner) -> list[str]:
     return sorted(name for name in pool.listVolumes() if name != record)
 
 
-def volume_is_ours(pool: libvirt.virStoragePool, name: str, props: dict[str, Any]) -> bool:
+def volume_is_ours(pool: libvirt.virStoragePool, name: str, props: VolumeProps) -> bool:
     """Whether an existing volume `name` belongs to the stack of `props`."""
-    me = owner_of_props(props)
+    me = owner_of(props.target)
     if me is None:
         return False
-    if props.get("pool_external"):
+    if props.pool_external:
         return name.startswith(contract.external_volume_name(me.stack, ""))
     return owns(pool_owner(pool), me)

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import libvirt
@@ -20,10 +21,11 @@ from pulumi.dynamic import (
 )
 
 from virtstack import contract
+from virtstack.props import VolumeProps
 from virtstack.provider import ownership, trash, xml
 from virtstack.provider.base import Provider
 from virtstack.provider.connection import is_not_found, with_connection
-from virtstack.provider.ownership import OwnershipError, owner_of_props
+from virtstack.provider.ownership import OwnershipError, owner_of
 from virtstack.provider.pools import lookup_pool
 
 
@@ -43,11 +45,11 @@ def _upload(conn: libvirt.virConnect, vol: libvirt.virStorageVol, path: str) -> 
     stream.finish()
 
 
-def _seed_iso(props: dict[str, Any], workdir: str) -> str:
+def _seed_iso(props: VolumeProps, workdir: str) -> str:
     """A NoCloud seed: an ISO labelled `cidata` holding user-data, meta-data and network-config."""
-    files = {"user-data": props["user_data"], "meta-data": props["meta_data"]}
-    if props.get("network_config"):
-        files["network-config"] = props["network_config"]
+    files = {"user-data": str(props.user_data), "meta-data": str(props.meta_data)}
+    if props.network_config:
+        files["network-config"] = props.network_config
     for fname, content in files.items():
         with open(os.path.join(workdir, fname), "w", encoding="utf-8") as f:
             f.write(content)
@@ -80,19 +82,19 @@ def _grow(conn: libvirt.virConnect, vol: libvirt.virStorageVol, size: int) -> No
     vol.resize(size, 0)
 
 
-def _mismatch(vol: libvirt.virStorageVol, props: dict[str, Any]) -> str | None:
+def _mismatch(vol: libvirt.virStorageVol, props: VolumeProps) -> str | None:
     """How an existing disk differs from what `props` asks for, or None when it is what we asked."""
     doc = xml.parse_volume(vol.XMLDesc(0))
-    wanted_format = props.get("format") or "qcow2"
+    wanted_format = props.format or "qcow2"
     differences = []
-    if doc["capacity"] != int(props["size"]):
-        differences.append(f"capacity {doc['capacity']} bytes, not {int(props['size'])}")
+    if doc["capacity"] != props.size:
+        differences.append(f"capacity {doc['capacity']} bytes, not {props.size}")
     if doc["format"] != wanted_format:
         differences.append(f"format {doc['format']}, not {wanted_format}")
-    backing = props.get("backing_path") or None
+    backing = props.backing_path or None
     known = backing is None or isinstance(backing, str)  # at preview, a base not created yet is unknown
     # A root disk restored from the trash is flattened (no backing file): it is the VM's disk all the same.
-    restored_root = props.get("role") == "root" and doc["backing_path"] is None
+    restored_root = props.role == "root" and doc["backing_path"] is None
     if known and doc["backing_path"] != backing and not restored_root:
         differences.append(f"backing file {doc['backing_path'] or 'none'}, not {backing or 'none'}")
     return ", ".join(differences) or None
@@ -107,9 +109,9 @@ def _lookup_volume(pool: libvirt.virStoragePool, name: str) -> libvirt.virStorag
         raise
 
 
-def _volume_outputs(vol: libvirt.virStorageVol, props: dict[str, Any]) -> dict[str, Any]:
+def _volume_outputs(vol: libvirt.virStorageVol, inputs: dict[str, Any]) -> dict[str, Any]:
     return {
-        **props,
+        **inputs,
         "path": vol.path(),
         "key": vol.key(),
         "capacity": vol.info()[1],
@@ -121,45 +123,50 @@ def _trash_wanted() -> bool:
     return os.environ.get(trash.NO_TRASH_ENV, "") not in ("1", "true", "yes")
 
 
-class VolumeProvider(Provider):
+class VolumeProvider(Provider[VolumeProps]):
     """Roles: `base` (an image uploaded once per host), `root` (copy-on-write over a base), `data`
     (an empty qcow2), `seed` (a cloud-init NoCloud ISO built from the user data)."""
 
-    kind = "Volume"
+    kind = contract.VOLUME
 
-    def problem(self, conn: libvirt.virConnect, props: dict[str, Any]) -> str | None:
-        pool = lookup_pool(conn, props["pool"])
+    def props(self, inputs: Mapping[str, Any]) -> VolumeProps:
+        return VolumeProps.from_inputs(inputs)
+
+    def problem(self, conn: libvirt.virConnect, props: VolumeProps) -> str | None:
+        pool = lookup_pool(conn, props.pool)
         if pool is None or not pool.isActive():
             return None  # the pool's own check (or create) speaks for it
-        vol = _lookup_volume(pool, props["name"])
+        vol = _lookup_volume(pool, props.name)
         if vol is None:
             return None
-        where = f"volume {props['name']} in pool {props['pool']} on host {props.get('host') or props['uri']}"
-        if not ownership.volume_is_ours(pool, props["name"], props):
-            return f"{where} exists and is not this stack's ({props.get('owner')}): it is left alone"
+        where = f"volume {props.name} in pool {props.pool} on host {props.target.where}"
+        if not ownership.volume_is_ours(pool, props.name, props):
+            return f"{where} exists and is not this stack's ({props.target.owner or None}): it is left alone"
         return None
 
-    def adoption_problem(self, vol: libvirt.virStorageVol, props: dict[str, Any]) -> str | None:
+    def adoption_problem(self, vol: libvirt.virStorageVol, props: VolumeProps) -> str | None:
         """At create: a disk of this stack already there must be what is asked. (Not at check: the
         engine checks a replacement as a new object while the disk it replaces still exists.)"""
-        mismatch = _mismatch(vol, props) if props.get("role") in ("root", "data") else None
+        mismatch = _mismatch(vol, props) if props.holds_data else None
         if not mismatch:
             return None
-        host = props.get("host") or props["uri"]
+        host = props.target.where
         return (
-            f"volume {props['name']} in pool {props['pool']} on host {host} exists with {mismatch}: "
+            f"volume {props.name} in pool {props.pool} on host {host} exists with {mismatch}: "
             "virtstack never deletes an existing disk (restore the right one from the trash, or remove "
             "it by hand)"
         )
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
+    def create(self, inputs: dict[str, Any]) -> CreateResult:
+        props = self.props(inputs)
+
         def op(conn: libvirt.virConnect) -> dict[str, Any]:
             problem = self.problem(conn, props)
             if problem:
                 raise OwnershipError(problem)
-            pool = conn.storagePoolLookupByName(props["pool"])
-            existing = _lookup_volume(pool, props["name"])
-            role = props["role"]
+            pool = conn.storagePoolLookupByName(props.pool)
+            existing = _lookup_volume(pool, props.name)
+            role = props.role
             if existing is not None:
                 # This stack's, left by an interrupted run (created before the engine recorded it) or
                 # restored from the trash: a disk that is what we asked for is adopted as is — a
@@ -169,69 +176,75 @@ class VolumeProvider(Provider):
                     problem = self.adoption_problem(existing, props)
                     if problem:
                         raise OwnershipError(problem)
-                    return _volume_outputs(existing, props)
+                    return _volume_outputs(existing, inputs)
                 existing.delete(0)
             with tempfile.TemporaryDirectory(prefix="virtstack-") as workdir:
                 upload_from = None
                 if role == "base":
-                    upload_from = props["source"]
+                    upload_from = str(props.source)
                     capacity = _image_virtual_size(upload_from)
                 elif role == "seed":
                     upload_from = _seed_iso(props, workdir)
                     capacity = os.path.getsize(upload_from)
                 else:
-                    capacity = int(props["size"])
+                    capacity = props.size or 0
                 vol = pool.createXML(xml.volume_xml(props, capacity), 0)
                 if upload_from is not None:
                     _upload(conn, vol, upload_from)
-            return _volume_outputs(vol, props)
+            return _volume_outputs(vol, inputs)
 
-        outs = with_connection(props["uri"], op)
+        outs = with_connection(props.target.uri, op)
         return CreateResult(outs["key"], outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        props = self.props(news)
+
         # Only a grown size (or a label) reaches update: anything else replaces.
         def op(conn: libvirt.virConnect) -> dict[str, Any]:
-            vol = conn.storagePoolLookupByName(news["pool"]).storageVolLookupByName(news["name"])
-            if news.get("size") and int(news["size"]) > int(vol.info()[1]):
-                _grow(conn, vol, int(news["size"]))
+            vol = conn.storagePoolLookupByName(props.pool).storageVolLookupByName(props.name)
+            if props.size and props.size > int(vol.info()[1]):
+                _grow(conn, vol, props.size)
             inputs = {k: v for k, v in news.items() if k not in contract.OUTPUT_ONLY}
             return {**olds, **inputs, "capacity": vol.info()[1]}
 
-        return UpdateResult(with_connection(news["uri"], op))
+        return UpdateResult(with_connection(props.target.uri, op))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+    def read(self, id_: str, inputs: dict[str, Any]) -> ReadResult:
+        props = self.props(inputs)
+
         def op(conn: libvirt.virConnect) -> ReadResult:
             try:
-                vol = conn.storagePoolLookupByName(props["pool"]).storageVolLookupByName(props["name"])
+                vol = conn.storagePoolLookupByName(props.pool).storageVolLookupByName(props.name)
             except libvirt.libvirtError as err:
                 if is_not_found(err):
                     return ReadResult("", {})
                 raise
             info = vol.info()
-            outs = {**props, "path": vol.path(), "capacity": info[1]}
-            if props.get("size") and info[1] < int(props["size"]):
+            outs = {**inputs, "path": vol.path(), "capacity": info[1]}
+            if props.size and info[1] < props.size:
                 outs["size"] = info[1]  # shrunk or recreated out of band: report what is there
             return ReadResult(id_, outs)
 
-        return with_connection(props["uri"], op)
+        return with_connection(props.target.uri, op)
 
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
+    def delete(self, _id: str, inputs: dict[str, Any]) -> None:
+        props = self.props(inputs)
+
         def op(conn: libvirt.virConnect) -> None:
             try:
-                pool = conn.storagePoolLookupByName(props["pool"])
-                vol = pool.storageVolLookupByName(props["name"])
+                pool = conn.storagePoolLookupByName(props.pool)
+                vol = pool.storageVolLookupByName(props.name)
             except libvirt.libvirtError as err:
                 if is_not_found(err):
                     return
                 raise
-            owner = owner_of_props(props)
-            if props.get("role") in ("root", "data") and owner is not None and _trash_wanted():
+            owner = owner_of(props.target)
+            if props.holds_data and owner is not None and _trash_wanted():
                 # Consent was given (virtstack up/destroy --allow-data-loss), but a reviewed change
                 # can still be wrong: keep the disk for trash_days.
-                kept = trash.move_to_trash(pool, vol, owner, str(props.get("vm") or ""))
-                pulumi.log.info(f"{props['name']} kept in the trash of pool {props['pool']} as {kept}")
+                kept = trash.move_to_trash(pool, vol, owner, props.vm or "")
+                pulumi.log.info(f"{props.name} kept in the trash of pool {props.pool} as {kept}")
                 return
             vol.delete(0)
 
-        with_connection(props["uri"], op)
+        with_connection(props.target.uri, op)

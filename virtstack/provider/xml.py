@@ -1,4 +1,4 @@
-"""Pure builders of libvirt XML documents from the resources' property dictionaries.
+"""Pure builders of libvirt XML documents from the resources' typed props (virtstack.props).
 
 Kept free of libvirt calls so they are tested table-driven without a daemon. Every document carries
 virtstack metadata (the managing stack) so out-of-band objects can be told from ours.
@@ -11,6 +11,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from virtstack.contract import memory_kib
+from virtstack.props import DomainProps, NetworkProps, PoolProps, Target, VolumeProps
 
 METADATA_NS = "https://virtstack.dev/xmlns/domain/1"
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
@@ -28,86 +29,86 @@ def _render(root: ET.Element) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def pool_xml(props: dict[str, Any]) -> str:
+def pool_xml(props: PoolProps) -> str:
+    if props.path is None:
+        raise ValueError(f"pool {props.name} has no path: only an external pool goes without one")
     pool = ET.Element("pool", type="dir")
-    _sub(pool, "name", props["name"])
+    _sub(pool, "name", props.name)
     target = _sub(pool, "target")
-    _sub(target, "path", props["path"])
+    _sub(target, "path", props.path)
     return _render(pool)
 
 
-def _owner(parent: ET.Element, props: dict[str, Any]) -> None:
+def _owner(parent: ET.Element, target: Target) -> None:
     """The owner record (`project/stack`) in the object's `<metadata>` (virtstack.provider.ownership)."""
     ET.register_namespace("virtstack", METADATA_NS)
     meta = _sub(parent, "metadata")
     owner = ET.SubElement(meta, f"{{{METADATA_NS}}}owner")
-    project, _, stack = str(props.get("owner") or "").partition("/")
+    project, _, stack = target.owner.partition("/")
     owner.set("project", project)
-    owner.set("stack", stack or str(props.get("stack", "")))
+    owner.set("stack", stack)
 
 
-def network_xml(props: dict[str, Any]) -> str:
+def network_xml(props: NetworkProps) -> str:
     """A libvirt network: `nat` and `isolated` get their own bridge and subnet; `bridge` attaches to an
     existing host bridge (no addressing: the LAN's own DHCP serves it)."""
     net = ET.Element("network")
-    _sub(net, "name", props["name"])
-    _owner(net, props)
-    mode = props["mode"]
-    if mode == "bridge":
+    _sub(net, "name", props.name)
+    _owner(net, props.target)
+    if props.mode == "bridge":
         _sub(net, "forward", mode="bridge")
-        _sub(net, "bridge", name=props["bridge"])
+        _sub(net, "bridge", name=str(props.bridge))
         return _render(net)
-    if mode == "nat":
+    if props.mode == "nat":
         _sub(net, "forward", mode="nat")
-    _sub(net, "bridge", name=props["bridge"], stp="on", delay="0")
-    cidr = ipaddress.ip_network(props["cidr"])
+    _sub(net, "bridge", name=str(props.bridge), stp="on", delay="0")
+    cidr = ipaddress.ip_network(str(props.cidr))
     gateway = next(cidr.hosts())
     ip = _sub(net, "ip", address=str(gateway), netmask=str(cidr.netmask))
-    if props.get("dhcp"):
+    if props.dhcp and props.dhcp_start and props.dhcp_end:
         dhcp = _sub(ip, "dhcp")
-        _sub(dhcp, "range", start=props["dhcp_start"], end=props["dhcp_end"])
+        _sub(dhcp, "range", start=props.dhcp_start, end=props.dhcp_end)
     return _render(net)
 
 
-def volume_xml(props: dict[str, Any], capacity: int) -> str:
+def volume_xml(props: VolumeProps, capacity: int) -> str:
     vol = ET.Element("volume", type="file")
-    _sub(vol, "name", props["name"])
+    _sub(vol, "name", props.name)
     _sub(vol, "capacity", str(capacity), unit="bytes")
     target = _sub(vol, "target")
-    _sub(target, "format", type=props.get("format") or "qcow2")
-    backing = props.get("backing_path")
-    if backing:
+    _sub(target, "format", type=props.format or "qcow2")
+    if props.backing_path:
         store = _sub(vol, "backingStore")
-        _sub(store, "path", backing)
-        _sub(store, "format", type=props.get("backing_format") or "qcow2")
+        _sub(store, "path", str(props.backing_path))
+        _sub(store, "format", type=props.backing_format or "qcow2")
     return _render(vol)
 
 
-def domain_xml(props: dict[str, Any], uuid: str | None = None) -> str:
+def domain_xml(props: DomainProps, uuid: str | None = None) -> str:
     """The domain document. Disks are pool volumes (so remote hosts work the same as local ones); the
     cloud-init seed is an IDE cdrom on machine `pc`, which every Debian kernel can read. `uuid` is the
     existing domain's when redefining it (libvirt refuses a same-named definition without it)."""
-    dom = ET.Element("domain", type=props["domain_type"])
-    _sub(dom, "name", props["name"])
+    dom = ET.Element("domain", type=props.domain_type)
+    _sub(dom, "name", props.name)
     if uuid:
         _sub(dom, "uuid", uuid)
-    _owner(dom, props)
+    _owner(dom, props.target)
     # Normalised once (virtstack.contract): libvirt keeps exactly this figure, so reading it back
     # gives the spec's value and no diff.
-    _sub(dom, "memory", str(memory_kib(int(props["memory"]))), unit="KiB")
-    _sub(dom, "vcpu", str(int(props["vcpus"])))
+    _sub(dom, "memory", str(memory_kib(props.memory)), unit="KiB")
+    _sub(dom, "vcpu", str(props.vcpus))
     os_el = _sub(dom, "os")
     _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
     _sub(os_el, "boot", dev="hd")
     features = _sub(dom, "features")
     _sub(features, "acpi")
     _sub(features, "apic")
-    if props["domain_type"] == "qemu" and props.get("tb_cache_mib"):
+    if props.domain_type == "qemu" and props.tb_cache_mib:
         # TCG's translation cache defaults to ~1 GiB per guest; 128 MiB costs nothing measurable.
         tcg = _sub(features, "tcg")
-        _sub(tcg, "tb-cache", str(int(props["tb_cache_mib"])), unit="MiB")
-    if props["domain_type"] == "kvm" and props.get("cpu_mode"):
-        _sub(dom, "cpu", mode=props["cpu_mode"])
+        _sub(tcg, "tb-cache", str(props.tb_cache_mib), unit="MiB")
+    if props.domain_type == "kvm" and props.cpu_mode:
+        _sub(dom, "cpu", mode=props.cpu_mode)
     _sub(dom, "clock", offset="utc")
     _sub(dom, "on_poweroff", "destroy")
     _sub(dom, "on_reboot", "restart")
@@ -115,25 +116,25 @@ def domain_xml(props: dict[str, Any], uuid: str | None = None) -> str:
     devices = _sub(dom, "devices")
     virtio_letters = iter("abcdefghijklmnopqrstuvwxyz")
     ide_letters = iter("cdefgh")  # hda/hdb are the first IDE channel; the cdrom traditionally is hdc
-    for disk in props.get("disks", []):
-        is_cdrom = disk.get("device") == "cdrom"
+    for disk in props.disks:
+        is_cdrom = disk.device == "cdrom"
         el = _sub(devices, "disk", type="volume", device="cdrom" if is_cdrom else "disk")
-        _sub(el, "driver", name="qemu", type=disk.get("format") or ("raw" if is_cdrom else "qcow2"))
-        _sub(el, "source", pool=disk["pool"], volume=disk["volume"])
+        _sub(el, "driver", name="qemu", type=disk.format or ("raw" if is_cdrom else "qcow2"))
+        _sub(el, "source", pool=disk.pool, volume=str(disk.volume))
         if is_cdrom:
             _sub(el, "target", dev=f"hd{next(ide_letters)}", bus="ide")
             _sub(el, "readonly")
         else:
             _sub(el, "target", dev=f"vd{next(virtio_letters)}", bus="virtio")
-    for nic in props.get("nics", []):
+    for nic in props.nics:
         el = _sub(devices, "interface", type="network")
-        _sub(el, "mac", address=nic["mac"])
-        _sub(el, "source", network=nic["network"])
+        _sub(el, "mac", address=nic.mac)
+        _sub(el, "source", network=nic.network)
         _sub(el, "model", type="virtio")
     serial = _sub(devices, "serial", type="pty")
-    if props.get("console_log"):
+    if props.console_log:
         # virtlogd keeps the serial console in a file: tests and `virtstack` read boot progress there.
-        _sub(serial, "log", file=props["console_log"], append="off")
+        _sub(serial, "log", file=props.console_log, append="off")
     _sub(serial, "target", port="0")
     console = _sub(devices, "console", type="pty")
     _sub(console, "target", type="serial", port="0")
