@@ -59,7 +59,12 @@ class PoolProps:
 
     @classmethod
     def from_inputs(cls, props: Mapping[str, Any]) -> PoolProps:
-        return cls(_target(props), str(props["name"]), props.get("path") or None, bool(props.get("external")))
+        return cls(
+            _target(props),
+            str(props.get("name") or ""),
+            props.get("path") or None,
+            bool(props.get("external")),
+        )
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ class NetworkProps:
     def from_inputs(cls, props: Mapping[str, Any]) -> NetworkProps:
         return cls(
             _target(props),
-            str(props["name"]),
+            str(props.get("name") or ""),
             str(props.get("mode") or ""),
             props.get("bridge"),
             bool(props.get("external")),
@@ -161,8 +166,8 @@ class VolumeProps:
         size = props.get("size")
         return cls(
             _target(props),
-            str(props["pool"]),
-            str(props["name"]),
+            str(props.get("pool") or ""),
+            str(props.get("name") or ""),
             str(props.get("role") or ""),
             str(props.get("format") or "qcow2"),
             bool(props.get("pool_external")),
@@ -204,6 +209,22 @@ class DiskRef:
             str(disk.get("format") or "qcow2"),
             disk.get("generation"),
         )
+
+
+def disk_identities(disks: Any) -> set[tuple[str, str]]:
+    """A domain's disks as (pool, volume): what the provider's read and drift compare, so that what
+    libvirt adds to a disk (driver, target, address) never counts as a change."""
+    if not isinstance(disks, list | tuple):
+        return set()
+    refs = (DiskRef.from_inputs(d) for d in disks if isinstance(d, Mapping))
+    return {(ref.pool, str(ref.volume)) for ref in refs}
+
+
+def nic_identities(nics: Any) -> set[tuple[str, str]]:
+    """A domain's network interfaces as (network, MAC), compared like its disks."""
+    if not isinstance(nics, list | tuple):
+        return set()
+    return {(str(n.get("network")), str(n.get("mac"))) for n in nics if isinstance(n, Mapping)}
 
 
 @dataclass(frozen=True)
@@ -253,7 +274,7 @@ class DomainProps:
     def from_inputs(cls, props: Mapping[str, Any]) -> DomainProps:
         return cls(
             _target(props),
-            str(props["name"]),
+            str(props.get("name") or ""),
             str(props.get("domain_type") or "kvm"),
             str(props.get("cpu_mode") or ""),
             _int(props.get("tb_cache_mib")),

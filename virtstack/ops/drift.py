@@ -25,6 +25,7 @@ from typing import Any
 from pulumi.automation import events
 
 from virtstack.ops.resources import KIND_ORDER, ResourceInfo, describe, is_virtstack_resource, vm_hosts
+from virtstack.props import disk_identities, nic_identities
 from virtstack.units import format_size
 
 __all__ = ["Drift", "Finding", "HostDrift", "VmDrift", "detect_drift"]
@@ -87,18 +88,6 @@ def _size(value: Any) -> str:
     return format_size(value) if isinstance(value, int) else str(value)
 
 
-def _disk_set(disks: Any) -> set[tuple[str, str]]:
-    if not isinstance(disks, list):
-        return set()
-    return {(str(d.get("pool")), str(d.get("volume"))) for d in disks if isinstance(d, Mapping)}
-
-
-def _nic_set(nics: Any) -> set[tuple[str, str]]:
-    if not isinstance(nics, list):
-        return set()
-    return {(str(n.get("network")), str(n.get("mac"))) for n in nics if isinstance(n, Mapping)}
-
-
 def _domain_details(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:
     details = []
     want_running = desired.get("running", True)
@@ -120,13 +109,13 @@ def _domain_details(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> li
             + ("on" if desired.get("autostart") else "off")
             + ")"
         )
-    want_disks, have_disks = _disk_set(desired.get("disks")), _disk_set(actual.get("disks"))
+    want_disks, have_disks = disk_identities(desired.get("disks")), disk_identities(actual.get("disks"))
     if "disks" in actual and want_disks != have_disks:
         missing = sorted(v for _, v in want_disks - have_disks)
         extra = sorted(v for _, v in have_disks - want_disks)
         parts = [f"disk {v} not attached" for v in missing] + [f"extra disk {v} attached" for v in extra]
         details.append(", ".join(parts))
-    if "nics" in actual and _nic_set(desired.get("nics")) != _nic_set(actual.get("nics")):
+    if "nics" in actual and nic_identities(desired.get("nics")) != nic_identities(actual.get("nics")):
         details.append("network interfaces differ")
     return details
 

@@ -17,7 +17,7 @@ from pulumi.dynamic import (
 )
 
 from virtstack import contract
-from virtstack.props import DomainProps
+from virtstack.props import DomainProps, disk_identities, nic_identities
 from virtstack.provider import ownership, xml
 from virtstack.provider.base import Provider
 from virtstack.provider.connection import is_not_found, with_connection
@@ -75,14 +75,12 @@ def _observe(dom: libvirt.virDomain, inputs: dict[str, Any], props: DomainProps)
         "memory": live["memory"],
     }
     # Devices are compared as sets of identities so that libvirt's own additions don't look like drift.
-    wanted_disks = {(d.pool, d.volume) for d in props.disks}
-    live_disks = {(d["pool"], d["volume"]) for d in live["disks"]}
+    wanted_disks, live_disks = disk_identities(inputs.get("disks")), disk_identities(live["disks"])
     if wanted_disks != live_disks:
         observed["disks"] = [
             {"pool": p, "volume": v, "device": "disk"} for p, v in sorted(live_disks, key=str)
         ]
-    wanted_nics = {(n.network, n.mac) for n in props.nics}
-    live_nics = {(n["network"], n["mac"]) for n in live["nics"]}
+    wanted_nics, live_nics = nic_identities(inputs.get("nics")), nic_identities(live["nics"])
     if wanted_nics != live_nics:
         observed["nics"] = [{"network": n, "mac": m} for n, m in sorted(live_nics, key=str)]
     return observed
