@@ -4,11 +4,17 @@ Public API:
     place(fleet, hosts, strategy, previous=None, *, file="<stack>") -> Placement
         Raises SpecError listing every VM that cannot be placed and every host
         that pinned VMs overfill.
-    plan(spec, file, previous=None) -> FleetPlan
-        expand_fleet + place + MAC checks per L2 segment (validate.check_macs).
+    place_fleet(spec, file, previous=None, fleet=None) -> PlacedFleet
+        place + the checks that need placement (check_macs); expands the fleet
+        unless given one (virtstack.spec.loader.LoadedStack.fleet).
+    check_macs(fleet, assignments, hosts, file) -> list[SpecIssue]
+        MAC clashes per L2 segment: (host, network) for nat/isolated, the
+        network name for bridges.
     Placement(assignments: dict[vm, host], usage: dict[host, HostUsage])
     HostUsage(host, vcpus, memory_bytes, disk_bytes, capacity..., vms)
-    FleetPlan(fleet, placement)
+    PlacedFleet(fleet, placement)
+
+Issues about one VM name its group and instance: ``vms.db (instance db-3)``.
 
 Order of decisions:
     1. Pinned VMs (``host:``) go to their host, even past its capacity; an
@@ -44,7 +50,7 @@ MAX_PLACEMENT_STEPS, place() stops with an error saying so.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -52,9 +58,18 @@ from virtstack.errors import SpecError, SpecIssue
 from virtstack.fleet import VmInstance, expand_fleet, missing_on_host
 from virtstack.spec import HostSpec, StackSpec
 from virtstack.units import format_size
-from virtstack.validate import HostIndex, check_macs
+from virtstack.validate import HostIndex
 
-__all__ = ["MAX_PLACEMENT_STEPS", "FleetPlan", "HostUsage", "Placement", "place", "plan"]
+__all__ = [
+    "MAX_PLACEMENT_STEPS",
+    "HostUsage",
+    "PlacedFleet",
+    "Placement",
+    "check_macs",
+    "instance_path",
+    "place",
+    "place_fleet",
+]
 
 # Host checks (fits or heap moves) one place() call may make: a few seconds.  Ordinary stacks need
 # about one per VM; 10,000 VMs of 3,000 shapes over 3,000 hosts need ~200,000.
@@ -101,7 +116,7 @@ class Placement:
 
 
 @dataclass(frozen=True)
-class FleetPlan:
+class PlacedFleet:
     fleet: list[VmInstance]
     placement: Placement
 
@@ -308,7 +323,7 @@ def place(
     vm_issues: list[tuple[str, SpecIssue]] = []
 
     def fail(vm: VmInstance, message: str) -> None:
-        vm_issues.append((vm.name, SpecIssue(file, f"vms.{vm.name}", message)))
+        vm_issues.append((vm.name, SpecIssue(file, instance_path(vm), message)))
 
     rest: list[VmInstance] = []
     for vm in ordered:
@@ -402,19 +417,65 @@ def place(
     return Placement(assignments=dict(sorted(state.assigned.items())), usage=usage)
 
 
-def plan(
+def instance_path(vm: VmInstance, field: str = "") -> str:
+    """Where a VM instance is in the file: its group, naming the instance when it is not the first
+    (``vms.db (instance db-3)``), since ``vms.db-3`` is no path in the file."""
+    path = f"vms.{vm.group}{field}"
+    return path if vm.name == vm.group else f"{path} (instance {vm.name})"
+
+
+def place_fleet(
     spec: StackSpec,
     file: str,
     previous: Mapping[str, str] | None = None,
-) -> FleetPlan:
-    """Expand, place and check MACs per L2 segment; raises SpecError.
+    fleet: Sequence[VmInstance] | None = None,
+) -> PlacedFleet:
+    """Place and check MACs per L2 segment; raises SpecError.
 
-    ``spec`` should come from loader.load_spec (already cross-validated).
+    ``spec`` comes from virtstack.spec.loader (already cross-validated); ``fleet``, when given, is
+    its expansion with the same ``previous`` names (LoadedStack.fleet), else it is expanded here.
     """
     # Names the last deployment used keep their VMs (see fleet.instance_names).
-    fleet = expand_fleet(spec, deployed=previous or ())
-    placement = place(fleet, spec.hosts, spec.placement.strategy, previous, file=file)
-    issues = check_macs(fleet, placement.assignments, spec.hosts, file)
+    instances = list(fleet) if fleet is not None else expand_fleet(spec, deployed=previous or ())
+    placement = place(instances, spec.hosts, spec.placement.strategy, previous, file=file)
+    issues = check_macs(instances, placement.assignments, spec.hosts, file)
     if issues:
         raise SpecError(issues)
-    return FleetPlan(fleet=fleet, placement=placement)
+    return PlacedFleet(fleet=instances, placement=placement)
+
+
+def check_macs(
+    fleet: Iterable[VmInstance],
+    assignments: Mapping[str, str],
+    hosts: Mapping[str, HostSpec],
+    file: str,
+) -> list[SpecIssue]:
+    """MAC clashes per L2 segment, given placement (vm name -> host name)."""
+    issues: list[SpecIssue] = []
+    used: dict[tuple[str, str, str], str] = {}  # (segment, network, mac) -> first VM
+    for vm in fleet:
+        host_name = assignments.get(vm.name)
+        host = hosts.get(host_name) if host_name is not None else None
+        if host_name is None or host is None:
+            continue
+        for i, nic in enumerate(vm.nics):
+            network = host.networks.get(nic.network)
+            if network is None:
+                continue
+            # A bridge is one LAN for all hosts; nat/isolated networks are
+            # private to their host.
+            segment = "" if network.mode == "bridge" else host_name
+            key = (segment, nic.network, nic.mac)
+            other = used.get(key)
+            if other is None:
+                used[key] = vm.name
+                continue
+            where = f"network {nic.network}" + (f" on host {host_name}" if segment else "")
+            if other == vm.name:
+                message = f"{nic.mac} on {where} is used by another NIC of {vm.name} too"
+            else:
+                message = f"{nic.mac} on {where} is used by both {other} and {vm.name}"
+            if nic.mac_derived:
+                message += " (derived MACs rarely collide; set mac on one of them)"
+            issues.append(SpecIssue(file, instance_path(vm, f".nics[{i}].mac"), message))
+    return issues

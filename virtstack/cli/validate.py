@@ -38,8 +38,8 @@ def validate_command(ctx: click.Context, stack: str | None, file: Path | None) -
         project = services(ctx).project()
         spec_file = project.spec_file(stack_name(ctx, stack))
     root = project.root if project is not None else None
-    fleet_plan = validate_spec_file(spec_file, root, services(ctx).environ)
-    click.echo(render_validation(spec_file, fleet_plan), nl=False)
+    placed = validate_spec_file(spec_file, root, services(ctx).environ)
+    click.echo(render_validation(spec_file, placed), nl=False)
 
 
 def register(group: click.Group) -> None:

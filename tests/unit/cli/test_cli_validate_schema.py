@@ -93,7 +93,7 @@ def test_validate_reports_placement_errors(tmp_path: Path) -> None:
     assert run(tmp_path, "validate", "-f", str(spec)) == (
         1,
         "",
-        f"{spec}: vms.rec-vm-3: cannot be placed: no host has 1 vCPU free (local 0 free)\n",
+        f"{spec}: vms.rec-vm (instance rec-vm-3): cannot be placed: no host has 1 vCPU free (local 0 free)\n",
     )
 
 
