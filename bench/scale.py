@@ -26,6 +26,7 @@ def main() -> None:
     import yaml
 
     from bench.specs import scale_spec
+    from virtstack.cli.validate import collector_paused
     from virtstack.placement import place_fleet
     from virtstack.spec.loader import load_stack
 
@@ -39,11 +40,13 @@ def main() -> None:
             import tracemalloc
 
             tracemalloc.start()
-        t0 = time.perf_counter()
-        stack = load_stack(path)
-        t1 = time.perf_counter()
-        fleet_plan = place_fleet(stack.spec, str(path), fleet=stack.fleet)
-        t2 = time.perf_counter()
+        # As `virtstack validate` runs it: the collector paused at the command's edge.
+        with collector_paused():
+            t0 = time.perf_counter()
+            stack = load_stack(path)
+            t1 = time.perf_counter()
+            fleet_plan = place_fleet(stack.spec, str(path), fleet=stack.fleet)
+            t2 = time.perf_counter()
         peak = None
         if trace:
             import tracemalloc
