@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import random
 import time
 from typing import Any
@@ -16,9 +18,9 @@ from hypothesis import strategies as st
 
 from virtstack.errors import SpecError
 from virtstack.fleet import VmInstance, expand_group
-from virtstack.placement import Placement, place, place_fleet
+from virtstack.placement import Placement, instance_path, place, place_fleet
 from virtstack.spec import HostSpec, StackSpec, VmSpec
-from virtstack.spec.loader import parse_spec
+from virtstack.spec.loader import parse_spec, parse_stack
 from virtstack.units import GIB
 
 F = "stacks/x.yaml"
@@ -620,3 +622,75 @@ def test_a_group_named_like_a_legacy_instance_is_not_taken_for_one() -> None:
     spec = _stack({"web-1": dict(shape), "web": dict(shape)})
     placed = place_fleet(spec, F, previous={"web-1": "node-a"})
     assert sorted(vm.name for vm in placed.fleet) == ["web", "web-1"]
+
+
+# ------------------------------------------------ load_stack + place_fleet, instance paths
+
+
+def _web(count: int) -> dict[str, Any]:
+    return {
+        "count": count,
+        "image": "img",
+        "vcpus": 1,
+        "memory": "1GiB",
+        "disk": "1GiB",
+        "nics": [{"network": "lab"}],
+    }
+
+
+def _stack_text(vm_groups: dict[str, Any]) -> str:
+    doc = {
+        "hosts": {
+            "node-a": {
+                "uri": "qemu:///system",
+                "capacity": {"vcpus": 8, "memory": "16GiB", "disk": "200GiB"},
+                "pools": {"vms": {"path": "/p"}},
+                "networks": {"lab": {"mode": "nat", "cidr": "10.77.0.0/24"}},
+            }
+        },
+        "images": {"img": {"source": "i.qcow2"}},
+        "vms": vm_groups,
+    }
+    return yaml.safe_dump(doc)
+
+
+def test_load_stack_expands_once_with_the_deployed_names_and_placement_uses_that_fleet() -> None:
+    stack = parse_stack(_stack_text({"web": _web(3)}), F, deployed={"web-1"})
+    assert [vm.name for vm in stack.fleet] == ["web-1", "web-2", "web-3"]
+    placed = place_fleet(stack.spec, F, previous={"web-1": "node-a"}, fleet=stack.fleet)
+    assert [vm.name for vm in placed.fleet] == ["web-1", "web-2", "web-3"]
+    # Without deployed names the first instance is the group's name (fleet.instance_names).
+    assert [vm.name for vm in parse_stack(_stack_text({"web": _web(3)}), F).fleet] == [
+        "web",
+        "web-2",
+        "web-3",
+    ]
+
+
+def test_loading_leaves_the_garbage_collector_alone() -> None:
+    """The collector is paused at the command's edge (virtstack validate), never by the library."""
+    frozen, enabled = gc.get_freeze_count(), gc.isenabled()
+    parse_stack(_stack_text({"web": _web(3)}), F)
+    assert (gc.get_freeze_count(), gc.isenabled()) == (frozen, enabled)
+
+
+def test_a_mac_clash_inside_a_group_names_the_group_and_the_instance() -> None:
+    stack = parse_stack(_stack_text({"web": _web(2)}), F)
+    first, second = stack.fleet
+    clashing = dataclasses.replace(second, nics=(dataclasses.replace(second.nics[0], mac=first.nics[0].mac),))
+    with pytest.raises(SpecError) as info:
+        place_fleet(stack.spec, F, fleet=[first, clashing])
+    assert str(info.value) == (
+        f"{F}: vms.web.nics[0].mac (instance web-2): {first.nics[0].mac} on network lab on host node-a "
+        "is used by both web and web-2 (derived MACs rarely collide; set mac on one of them)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("group", "name", "path"), [("db", "db", "vms.db"), ("db", "db-3", "vms.db (instance db-3)")]
+)
+def test_instance_paths_name_what_is_in_the_file(group: str, name: str, path: str) -> None:
+    vm = next(
+        vm for vm in expand_group(group, VmSpec.model_validate(_web(3) | {"nics": []})) if vm.name == name
+    )
+    assert instance_path(vm) == path
