@@ -10,8 +10,6 @@ Public API:
         MAX_HOSTS hosts, MAX_INSTANCES VMs, MAX_DATA_DISKS data disks and
         MAX_NICS NICs over the whole fleet, counted from the groups before
         any count is expanded.
-    HostIndex(hosts).select(networks, pool) -> tuple[int, ...]
-        The classes of hosts (same networks and pools) offering all those networks and the pool.
 
 Rules:
     * Every reference resolves: image, pinned host, networks and pool on the
@@ -40,10 +38,11 @@ Address maths (DHCP ranges, reserved addresses, overlaps) is virtstack.netaddr's
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from virtstack.capacity import HostIndex
 from virtstack.errors import SpecIssue
 from virtstack.fleet import VmInstance, missing_on_host, resolve_pool
 from virtstack.netaddr import NetworkFacts, check_address_range, overlapping
@@ -55,7 +54,6 @@ __all__ = [
     "MAX_HOSTS",
     "MAX_INSTANCES",
     "MAX_NICS",
-    "HostIndex",
     "check_totals",
     "validate_spec",
 ]
@@ -89,34 +87,6 @@ def check_totals(spec: StackSpec, file: str) -> list[SpecIssue]:
                 SpecIssue(file, path, f"{total:,} {what} is more than one stack may have (at most {limit:,})")
             )
     return issues
-
-
-class HostIndex:
-    """Hosts grouped by what they offer, for matching VM requirements.
-
-    Hosts offering the same networks and pools are interchangeable when it comes to which VMs they
-    can run: a requirement (networks, pool) is matched against these classes — usually a handful,
-    even with thousands of hosts — rather than against every host, which was the quadratic part of
-    validation and placement with thousands of hosts and thousands of distinct requirements."""
-
-    def __init__(self, hosts: Mapping[str, HostSpec]) -> None:
-        classes: dict[tuple[frozenset[str], frozenset[str]], list[str]] = {}
-        for name in sorted(hosts):
-            host = hosts[name]
-            classes.setdefault((frozenset(host.networks), frozenset(host.pools)), []).append(name)
-        self.classes = list(classes.items())  # ((networks, pools), host names in name order)
-        self.networks = {network for (networks, _), _ in self.classes for network in networks}
-        self.pools = {pool for (_, pools), _ in self.classes for pool in pools}
-
-    def select(self, networks: Iterable[str], pool: str | None) -> tuple[int, ...]:
-        """Indexes of the classes offering every network of ``networks`` and ``pool`` (None: the
-        host's only pool), as fleet.missing_on_host decides for one host."""
-        wanted = set(networks)
-        return tuple(
-            i
-            for i, ((offered, pools), _) in enumerate(self.classes)
-            if wanted <= offered and (pool in pools if pool is not None else len(pools) == 1)
-        )
 
 
 def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
