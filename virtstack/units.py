@@ -32,6 +32,8 @@ import functools
 import re
 from decimal import Decimal, InvalidOperation
 
+from virtstack.errors import shorten
+
 __all__ = ["GIB", "KIB", "MIB", "SIZE_HELP", "SIZE_PATTERN", "TIB", "format_size", "parse_size"]
 
 KIB = 1024
@@ -66,11 +68,6 @@ _OTHER_UNIT_RE = re.compile(rf"^\s*{_NUMBER}\s*([A-Za-z]+)\s*$")
 _HINT = "expected bytes or a number with a unit, e.g. 512MiB, 4GiB, 1.5GiB or 200GB"
 
 
-def _shorten(text: str, limit: int = 40) -> str:
-    """Quote user input for an error message without letting it run on."""
-    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
-
-
 def parse_size(value: object) -> int:
     """Return ``value`` as a number of bytes (see the module docstring)."""
     # bool is an int subclass; `memory: true` is never meant as 1 byte.
@@ -102,19 +99,19 @@ def _parse_size_text(value: str) -> int:
         other = _OTHER_UNIT_RE.match(value)
         if other is not None:
             raise ValueError(
-                f"unknown size unit {other[3]!r} in {_shorten(value)} "
+                f"unknown size unit {other[3]!r} in {shorten(value)} "
                 "(use B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)"
             )
-        raise ValueError(f"invalid size {_shorten(value)} ({_HINT})")
+        raise ValueError(f"invalid size {shorten(value)} ({_HINT})")
     factor = _FACTORS[(match[3] or "").lower()]
     try:
         # Decimal keeps "1.5GiB" exact; float would not for larger units.
         number = Decimal(match[1])
     except InvalidOperation:  # pragma: no cover - the regex only admits valid decimals
-        raise ValueError(f"invalid size {_shorten(value)} ({_HINT})") from None
+        raise ValueError(f"invalid size {shorten(value)} ({_HINT})") from None
     size = int(number * factor)  # int() truncates toward zero: whole bytes
     if size > _MAX_BYTES:
-        raise ValueError(f"size {_shorten(value)} is too large")
+        raise ValueError(f"size {shorten(value)} is too large")
     return size
 
 

@@ -8,7 +8,8 @@ from typing import Annotated
 
 from pydantic import SecretStr
 
-from virtstack.spec.scalars import DEFAULT_SUDO, Scalar, _require_str, _shorten, string
+from virtstack.errors import shorten
+from virtstack.spec.scalars import DEFAULT_SUDO, Scalar, _require_str, string
 
 _USER = r"[a-z_][a-z0-9_-]{0,31}"
 _USER_RE = re.compile(rf"^{_USER}$")
@@ -18,7 +19,7 @@ def _check_username(value: object) -> str:
     text = _require_str(value, "a user name")
     if not _USER_RE.match(text):
         raise ValueError(
-            f"invalid user name {_shorten(text)} (lowercase letters, digits, '_', '-'; at most 32)"
+            f"invalid user name {shorten(text)} (lowercase letters, digits, '_', '-'; at most 32)"
         )
     return text
 
@@ -80,7 +81,7 @@ Sudo = Annotated[
 def _check_package(value: object) -> str:
     text = _require_str(value, "a package name")
     if not text or any(ch.isspace() for ch in text):
-        raise ValueError(f"invalid package name {_shorten(text)} (one package per entry)")
+        raise ValueError(f"invalid package name {shorten(text)} (one package per entry)")
     return text
 
 
@@ -120,7 +121,7 @@ def _check_permissions(value: object) -> str:
         raise ValueError("must be a quoted octal string like '0644'")
     text = _require_str(value, "an octal mode like '0644'")
     if not _PERMISSIONS_RE.match(text):
-        raise ValueError(f"invalid mode {_shorten(text)} (expected an octal string like '0644')")
+        raise ValueError(f"invalid mode {shorten(text)} (expected an octal string like '0644')")
     return text
 
 
@@ -136,7 +137,7 @@ _OWNER_RE = re.compile(_OWNER_PATTERN)
 def _check_owner(value: object) -> str:
     text = _require_str(value, "an owner like 'ops:ops'")
     if not _OWNER_RE.match(text):
-        raise ValueError(f"invalid owner {_shorten(text)} (expected 'user' or 'user:group')")
+        raise ValueError(f"invalid owner {shorten(text)} (expected 'user' or 'user:group')")
     return text
 
 
@@ -170,7 +171,7 @@ def _check_password_env(value: object) -> str:
     if not _PASSWORD_ENV_RE.match(text):
         raise ValueError(
             f"must be an environment variable named {PASSWORD_ENV_PREFIX}<NAME> (uppercase letters, "
-            f"digits, '_'), got {_shorten(text)}"
+            f"digits, '_'), got {shorten(text)}"
         )
     return text
 
@@ -179,7 +180,7 @@ def _check_secret_file(value: object) -> str:
     text = _require_str(value, "a file name in the secrets directory")
     if not _SECRET_FILE_RE.match(text) or ".." in text.split("/"):
         raise ValueError(
-            f"must be a relative path inside the secrets directory (no '..'), got {_shorten(text)}"
+            f"must be a relative path inside the secrets directory (no '..'), got {shorten(text)}"
         )
     return text
 

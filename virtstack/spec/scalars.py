@@ -20,6 +20,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
 from virtstack.contract import normalise_disk, normalise_memory
+from virtstack.errors import shorten
 from virtstack.units import MIB, SIZE_HELP, SIZE_PATTERN, format_size, parse_size
 
 
@@ -58,7 +59,9 @@ def size_schema(minimum: int) -> JsonSchemaValue:
     }
 
 
-NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+# One DNS label: names, hostnames and each part of a host name in a URI.
+DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+NAME_PATTERN = rf"^{DNS_LABEL}$"
 NAME_MAX = 63
 MIN_MEMORY = 128 * MIB
 MAX_COUNT = 10_000  # far beyond any real fleet; stops a typo from expanding forever
@@ -68,10 +71,6 @@ ISSUES_ERROR_TYPE = "virtstack_issues"
 Loc = tuple[str | int, ...]
 
 _NAME_RE = re.compile(NAME_PATTERN)
-
-
-def _shorten(text: str, limit: int = 40) -> str:
-    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def issues_error(issues: Sequence[tuple[Loc, str]]) -> PydanticCustomError:
@@ -112,7 +111,7 @@ def check_name(value: object) -> str:
         reason = "must start and end with a letter or digit"
     else:
         reason = "may only contain lowercase letters, digits and '-'"
-    raise ValueError(f"invalid name {_shorten(text)}: {reason}")
+    raise ValueError(f"invalid name {shorten(text)}: {reason}")
 
 
 Name = Annotated[
@@ -153,7 +152,7 @@ def check_ipv4(value: object) -> IPv4Address:
     text = _require_str(value, "an IPv4 address")
     if "/" in text:
         raise ValueError(
-            f"write the address without a prefix ({_shorten(text)}); the prefix comes from the network"
+            f"write the address without a prefix ({shorten(text)}); the prefix comes from the network"
         )
     try:
         return IPv4Address(text)
@@ -162,8 +161,8 @@ def check_ipv4(value: object) -> IPv4Address:
     try:
         ip_address(text)
     except ValueError:
-        raise ValueError(f"invalid IPv4 address {_shorten(text)}") from None
-    raise ValueError(f"{_shorten(text)} is an IPv6 address; only IPv4 is supported")
+        raise ValueError(f"invalid IPv4 address {shorten(text)}") from None
+    raise ValueError(f"{shorten(text)} is an IPv6 address; only IPv4 is supported")
 
 
 def _check_cidr(value: object) -> IPv4Network:
@@ -172,13 +171,13 @@ def _check_cidr(value: object) -> IPv4Network:
     else:
         text = _require_str(value, "a network in CIDR form, e.g. 10.77.0.0/24,")
         if "/" not in text:
-            raise ValueError(f"{_shorten(text)} is not in CIDR form (e.g. 10.77.0.0/24)")
+            raise ValueError(f"{shorten(text)} is not in CIDR form (e.g. 10.77.0.0/24)")
         try:
             parsed = ip_network(text, strict=False)
         except ValueError:
-            raise ValueError(f"invalid network {_shorten(text)} (expected e.g. 10.77.0.0/24)") from None
+            raise ValueError(f"invalid network {shorten(text)} (expected e.g. 10.77.0.0/24)") from None
         if not isinstance(parsed, IPv4Network):
-            raise ValueError(f"{_shorten(text)} is an IPv6 network; only IPv4 is supported")
+            raise ValueError(f"{shorten(text)} is an IPv6 network; only IPv4 is supported")
         if parsed.network_address != IPv4Address(text.split("/", 1)[0]):
             raise ValueError(f"{text} has host bits set (did you mean {parsed}?)")
         network = parsed
@@ -207,7 +206,7 @@ def _check_mac(value: object) -> str:
         raise ValueError('must be a quoted string like "52:54:00:12:34:56"')
     text = _require_str(value, "a MAC address").lower().replace("-", ":")
     if not _MAC_RE.match(text):
-        raise ValueError(f"invalid MAC address {_shorten(text)} (expected e.g. 52:54:00:12:34:56)")
+        raise ValueError(f"invalid MAC address {shorten(text)} (expected e.g. 52:54:00:12:34:56)")
     if int(text[:2], 16) & 1:
         raise ValueError(f"{text} is a multicast address; a NIC needs a unicast one")
     if text == "00:00:00:00:00:00":
@@ -228,11 +227,11 @@ Mac = Annotated[
 def _check_abs_path(value: object) -> str:
     text = _require_str(value, "an absolute path")
     if not text.startswith("/"):
-        raise ValueError(f"must be an absolute path (got {_shorten(text)})")
+        raise ValueError(f"must be an absolute path (got {shorten(text)})")
     if "\0" in text or "\n" in text:
         raise ValueError("must not contain NUL or newline characters")
     if ".." in text.split("/"):
-        raise ValueError(f"must not contain '..' (got {_shorten(text)})")
+        raise ValueError(f"must not contain '..' (got {shorten(text)})")
     return text
 
 
@@ -246,7 +245,7 @@ def _check_bridge(value: object) -> str:
     text = _require_str(value, "a bridge interface name")
     if not _BRIDGE_RE.match(text):
         raise ValueError(
-            f"invalid bridge interface name {_shorten(text)} (at most 15 letters, digits, '_', '.', '-')"
+            f"invalid bridge interface name {shorten(text)} (at most 15 letters, digits, '_', '.', '-')"
         )
     return text
 
@@ -263,7 +262,7 @@ def _check_hostname(value: object) -> str:
     text = _require_str(value, "a hostname")
     if not _HOSTNAME_RE.match(text):
         raise ValueError(
-            f"invalid hostname {_shorten(text)} (one label: lowercase letters, digits, '-', at most 63)"
+            f"invalid hostname {shorten(text)} (one label: lowercase letters, digits, '-', at most 63)"
         )
     return text
 
@@ -272,7 +271,7 @@ def _check_domain(value: object) -> str:
     text = _require_str(value, "a DNS domain")
     labels = text.split(".")
     if len(text) > 253 or not all(_HOSTNAME_RE.match(label) for label in labels):
-        raise ValueError(f"invalid DNS domain {_shorten(text)} (e.g. lab.example.com)")
+        raise ValueError(f"invalid DNS domain {shorten(text)} (e.g. lab.example.com)")
     return text
 
 
@@ -298,9 +297,9 @@ def _check_image_source(value: object) -> str:
         try:
             netloc = urlsplit(text).netloc
         except ValueError:
-            raise ValueError(f"invalid URL {_shorten(text)}") from None
+            raise ValueError(f"invalid URL {shorten(text)}") from None
         if not netloc:
-            raise ValueError(f"URL {_shorten(text)} has no host")
+            raise ValueError(f"URL {shorten(text)} has no host")
     return text
 
 
@@ -320,7 +319,7 @@ def _check_sha256(value: object) -> str:
     text = _require_str(value, "a SHA-256 digest")
     if not _SHA256_RE.match(text):
         raise ValueError(
-            f"must be a SHA-256 digest: 64 hex digits, as sha256sum prints (got {_shorten(text)})"
+            f"must be a SHA-256 digest: 64 hex digits, as sha256sum prints (got {shorten(text)})"
         )
     return text.lower()
 

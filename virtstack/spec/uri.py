@@ -8,7 +8,8 @@ from ipaddress import ip_address
 from typing import Annotated
 from urllib.parse import unquote, urlsplit
 
-from virtstack.spec.scalars import Scalar, _require_str, _shorten, string
+from virtstack.errors import shorten
+from virtstack.spec.scalars import DNS_LABEL, Scalar, _require_str, string
 
 URI_SCHEMES = ("qemu", "qemu+ssh", "qemu+tls", "qemu+tcp", "qemu+unix", "test")
 _REMOTE_SCHEMES = {"qemu+ssh", "qemu+tls", "qemu+tcp"}
@@ -45,7 +46,7 @@ _URI_PARAM_REASONS = {
     "tls_priority": "it can weaken TLS (e.g. +NULL ciphers)",
 }
 _SSHAUTH_METHODS = {"agent", "privkey", "keyboard", "password"}
-_URI_HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_URI_HOST_RE = re.compile(rf"^{DNS_LABEL}(\.{DNS_LABEL})*$")
 _URI_PATH_RE = re.compile(r"^/[A-Za-z0-9_./-]*$")
 _URI_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
@@ -64,34 +65,34 @@ def _uri_params(text: str, scheme: str, query: str, remote_qemu: bool) -> None:
         return
     if ";" in query:
         # libvirt splits parameters on ';' as well as '&'; one separator keeps our reading and its alike.
-        raise ValueError(f"libvirt URI {_shorten(text)}: separate parameters with '&', not ';'")
+        raise ValueError(f"libvirt URI {shorten(text)}: separate parameters with '&', not ';'")
     allowed = _URI_PARAMS["qemu+tls" if remote_qemu else scheme]
     seen: set[str] = set()
     for item in query.split("&"):
         raw_key, _, raw_value = item.partition("=")
         key, value = unquote(raw_key), unquote(raw_value)  # libvirt unescapes names and values too
         if key in seen:
-            raise ValueError(f"libvirt URI {_shorten(text)}: parameter {key!r} is given twice")
+            raise ValueError(f"libvirt URI {shorten(text)}: parameter {key!r} is given twice")
         seen.add(key)
         if key not in allowed:
             reason = _URI_PARAM_REASONS.get(key)
             known = ", ".join(sorted(allowed)) or "none"
             why = f"not allowed: {reason}" if reason else f"unknown for {scheme} (allowed: {known})"
-            raise ValueError(f"libvirt URI {_shorten(text)}: parameter {key!r} is {why}")
+            raise ValueError(f"libvirt URI {shorten(text)}: parameter {key!r} is {why}")
         choices = allowed[key]
         if choices is not None and value not in choices:
             wanted = ", ".join(choices)
             raise ValueError(
-                f"libvirt URI {_shorten(text)}: {key} must be one of {wanted} (got {_shorten(value)})"
+                f"libvirt URI {shorten(text)}: {key} must be one of {wanted} (got {shorten(value)})"
             )
         # Plain characters only: libvirt puts `socket` into the shell command it runs on the host.
         if key in _PATH_PARAMS and (not _URI_PATH_RE.match(value) or ".." in value.split("/")):
             raise ValueError(
-                f"libvirt URI {_shorten(text)}: {key} must be an absolute path of letters, digits and _.-/"
+                f"libvirt URI {shorten(text)}: {key} must be an absolute path of letters, digits and _.-/"
             )
         if key == "sshauth" and not (value and set(value.split(",")) <= _SSHAUTH_METHODS):
             methods = ", ".join(sorted(_SSHAUTH_METHODS))
-            raise ValueError(f"libvirt URI {_shorten(text)}: sshauth takes a list of {methods}")
+            raise ValueError(f"libvirt URI {shorten(text)}: sshauth takes a list of {methods}")
 
 
 def check_uri(value: object) -> str:
@@ -103,17 +104,17 @@ def check_uri(value: object) -> str:
     """
     text = _require_str(value, "a libvirt URI")
     if text != text.strip() or any(ch.isspace() for ch in text):
-        raise ValueError(f"invalid libvirt URI {_shorten(text)}: contains whitespace")
+        raise ValueError(f"invalid libvirt URI {shorten(text)}: contains whitespace")
     try:
         parts = urlsplit(text)
         hostname = parts.hostname
         _ = parts.port  # raises ValueError on a bad port
     except ValueError:
-        raise ValueError(f"invalid libvirt URI {_shorten(text)}") from None
+        raise ValueError(f"invalid libvirt URI {shorten(text)}") from None
     scheme = parts.scheme
     if "://" not in text or scheme not in URI_SCHEMES:
         known = ", ".join(URI_SCHEMES)
-        raise ValueError(f"invalid libvirt URI {_shorten(text)}: the scheme must be one of {known}")
+        raise ValueError(f"invalid libvirt URI {shorten(text)}: the scheme must be one of {known}")
     if parts.password is not None:
         # Never echo the URI here: it holds the password.
         raise ValueError(
@@ -121,24 +122,24 @@ def check_uri(value: object) -> str:
             "state and outputs: use an ssh key (keyfile=) or TLS certificates instead"
         )
     if scheme in _REMOTE_SCHEMES and not hostname:
-        raise ValueError(f"{scheme} URI {_shorten(text)} needs a host, e.g. {scheme}://user@host/system")
+        raise ValueError(f"{scheme} URI {shorten(text)} needs a host, e.g. {scheme}://user@host/system")
     if scheme in {"qemu+unix", "test"} and parts.netloc:
-        raise ValueError(f"{scheme} URI {_shorten(text)} must not name a host (use {scheme}:///...)")
+        raise ValueError(f"{scheme} URI {shorten(text)} must not name a host (use {scheme}:///...)")
     # libvirt hands host and user to ssh as arguments: one starting with '-' would be read as an ssh
     # option (-oProxyCommand=... runs a program), so both must look like what they are.
     if hostname and not (_URI_HOST_RE.match(hostname) or _is_ip(hostname)):
-        raise ValueError(f"libvirt URI {_shorten(text)}: invalid host name {_shorten(hostname)}")
+        raise ValueError(f"libvirt URI {shorten(text)}: invalid host name {shorten(hostname)}")
     if parts.username is not None and not _URI_USER_RE.match(unquote(parts.username)):
         raise ValueError(
-            f"libvirt URI {_shorten(text)}: invalid user name (letters, digits, '_', '.', '-'; "
+            f"libvirt URI {shorten(text)}: invalid user name (letters, digits, '_', '.', '-'; "
             "not starting with '-')"
         )
     allowed_paths = ("/default",) if scheme == "test" else ("/system", "/session")
     if parts.path not in allowed_paths:
         wanted = " or ".join(allowed_paths)
-        raise ValueError(f"libvirt URI {_shorten(text)} must end in {wanted}")
+        raise ValueError(f"libvirt URI {shorten(text)} must end in {wanted}")
     if parts.fragment:
-        raise ValueError(f"libvirt URI {_shorten(text)} must not have a #fragment")
+        raise ValueError(f"libvirt URI {shorten(text)} must not have a #fragment")
     # qemu://host/... is remote over TLS (libvirt's default transport).
     _uri_params(text, scheme, parts.query, remote_qemu=scheme == "qemu" and bool(parts.netloc))
     return text

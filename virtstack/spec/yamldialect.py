@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from virtstack.errors import SpecIssue
+from virtstack.errors import SpecIssue, shorten
 
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -99,10 +99,6 @@ def _short_tag(tag: str) -> str:
     return "!!" + tag[len(_TAG_PREFIX) :] if tag.startswith(_TAG_PREFIX) else tag
 
 
-def _shorten(text: str, limit: int = 40) -> str:
-    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
-
-
 class _Composing:
     """Composes PyYAML's node graph from a loader's events, in Python (recursive, so only run on a
     document the builder accepted: at most MAX_DEPTH levels)."""
@@ -157,7 +153,7 @@ def _duplicate_keys(text: str, file: str, loader_class: type[yaml.SafeLoader]) -
                 if first is not key_node:
                     line, column = _position(key_node.start_mark)
                     first_line = first.start_mark.line + 1
-                    message = f"duplicate key {_shorten(key_node.value)} (first at line {first_line})"
+                    message = f"duplicate key {shorten(key_node.value)} (first at line {first_line})"
                     issues.append(SpecIssue(file, "", message, line, column))
     finally:
         loader.dispose()

@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from virtstack.errors import SpecError, SpecIssue
+from virtstack.errors import SpecError, SpecIssue, shorten
 from virtstack.spec.yamldialect import (
     _BOOL_TAG,
     _FLOAT_TAG,
@@ -58,7 +58,6 @@ from virtstack.spec.yamldialect import (
     _position,
     _PureLoader,
     _short_tag,
-    _shorten,
 )
 
 # _Loader and _PureLoader: the two parsers (libyaml, pure Python) the tests run every case through.
@@ -109,9 +108,9 @@ class _Builder:
             tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
         value: str = event.value
         if tag == _INT_TAG and _INT_SYNTAX.match(value):
-            self.fail(event.start_mark, f"integer {_shorten(value, 24)} is out of range (at most 64 bits)")
+            self.fail(event.start_mark, f"integer {shorten(value, 24)} is out of range (at most 64 bits)")
         hint = _SCALAR_HINTS.get(tag, "")
-        self.fail(event.start_mark, f"invalid {_short_tag(tag)} value {_shorten(value)}{hint}")
+        self.fail(event.start_mark, f"invalid {_short_tag(tag)} value {shorten(value)}{hint}")
 
     # -------------------------------------------------------------- values
 
