@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from virtstack.errors import VirtstackError
 from virtstack.provider import PROVIDER_THREADS
-from virtstack.yamldoc import parse_yaml
+from virtstack.spec.yamldoc import parse_yaml
 
 __all__ = [
     "LOCAL_DEV_PASSPHRASE",
