@@ -171,7 +171,12 @@ class Settings:
         env = os.environ if environ is None else environ
         base = root or Path(env.get("VIRTSTACK_ROOT") or PACKAGE_ROOT)
         cache = Path(env.get("VIRTSTACK_CACHE") or "/var/cache/virtstack")
-        version = env.get("VIRTSTACK_PULUMI_VERSION") or pulumi_version()
+        version = env.get("VIRTSTACK_PULUMI_VERSION") or ""
+        if not version:
+            try:
+                version = pulumi_version()
+            except SettingsError:  # installed without tools/ (the provider needs no toolchain)
+                version = "unknown"
         threads = int(_number(env, "VIRTSTACK_PROVIDER_THREADS", DEFAULT_PROVIDER_THREADS))
         return cls(
             root=base,
