@@ -99,6 +99,8 @@ def test_one_pulumi_version_the_sdk_pin_and_the_language_host_follow() -> None:
     assert re.search(r'"pulumi==([^"]+)"', pyproject).group(1) == version  # type: ignore[union-attr]
     host = (ROOT / "tools/pulumi-language-python/go.mod").read_text()
     assert f"github.com/pulumi/pulumi/sdk/v3 v{version}" in host
+    # The language host reports its version to the engine.
+    assert f'const version = "{version}"' in (ROOT / "tools/pulumi-language-python/main.go").read_text()
 
 
 def test_a_missing_version_pin_is_named(tmp_path: Path) -> None:
