@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,22 @@ def test_the_engine_reads_the_placement_once_and_passes_it(
     assert json.loads(engine.workspace().env_vars[PREVIOUS_PLACEMENT_ENV]) == passed
     asked = [line for line in calls.read_text().splitlines() if "stack output" in line]
     assert asked == ["--non-interactive stack output placement --json --stack dev"]
+
+
+def test_the_provider_process_takes_its_sizes_from_the_settings() -> None:
+    # A fresh interpreter, as the engine starts the provider: the values are read at import.
+    code = (
+        "import virtstack.provider as p, virtstack.provider.connection as c; "
+        "print(p.PROVIDER_THREADS, c.CONNECTIONS_PER_HOST, c.OPEN_TIMEOUT)"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "VIRTSTACK_PROVIDER_THREADS": "5",
+        "VIRTSTACK_CONNECTIONS_PER_HOST": "2",
+        "VIRTSTACK_CONNECT_TIMEOUT": "7.5",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["5", "2", "7.5"]

@@ -148,10 +148,8 @@ def test_engine_error_without_diagnostics_uses_the_end_of_stderr() -> None:
 
 
 def test_engine_env_runs_as_many_operations_as_the_provider_serves(tmp_path: Path) -> None:
-    from virtstack.provider import PROVIDER_THREADS
-
-    env = engine_env(make_project(tmp_path), {"PATH": "/usr/bin"})
-    assert env["PULUMI_PARALLEL"] == str(PROVIDER_THREADS) == "16"
+    env = engine_env(make_project(tmp_path), {"PATH": "/usr/bin", "VIRTSTACK_PROVIDER_THREADS": "6"})
+    assert env["PULUMI_PARALLEL"] == "6"
     assert "PULUMI_PARALLEL" not in engine_env(
         make_project(tmp_path), {"PATH": "/usr/bin", "PULUMI_PARALLEL": "4"}
     )
