@@ -15,12 +15,14 @@ import concurrent.futures
 import gc
 import sys
 
+from virtstack.settings import Settings
+
 # How many resource operations the provider process runs at once. Pulumi's dynamic-provider server
 # (`python -m pulumi.dynamic`, pulumi 3.272) serves the engine from a pool of 4 threads, so at most 4
 # of the engine's operations (`--parallel`, 8 by default) ran at once: a 25-VM `up` queued behind 4
 # domain starts at a time. 16 lets `--parallel` up to 16 through; the libvirt connections per host
 # are sized for it (connection.CONNECTIONS_PER_HOST).
-PROVIDER_THREADS = 16
+PROVIDER_THREADS = Settings.from_env().provider_threads  # VIRTSTACK_PROVIDER_THREADS, default 16
 
 
 def _widen_provider_threads(threads: int) -> None:
