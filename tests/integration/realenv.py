@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from virtstack.provider.refresh import refresh_pool
 from virtstack.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -203,7 +204,7 @@ def libvirt_inventory(prefix: str) -> dict[str, list[str]]:
         volumes = []
         for pool in conn.listAllStoragePools():
             if pool.isActive():
-                pool.refresh(0)
+                refresh_pool(pool)
                 volumes += [
                     f"{pool.name()}/{v.name()}" for v in pool.listAllVolumes() if v.name().startswith(prefix)
                 ]
