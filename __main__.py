@@ -14,8 +14,7 @@ import pulumi
 from components import Fleet, FleetArgs
 from virtstack.edge import previous_placement, resolve_connections, resolve_images, resolve_passwords
 from virtstack.errors import VirtstackError
-from virtstack.fleet import expand_fleet
-from virtstack.loader import load_spec
+from virtstack.spec.loader import load_stack
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 
@@ -24,10 +23,9 @@ def main() -> None:
     stack = pulumi.get_stack()
     spec_file = pulumi.Config("virtstack").get("spec") or f"stacks/{stack}.yaml"
     try:
-        spec = resolve_passwords(
-            load_spec(PROJECT_ROOT / spec_file, display_name=spec_file), PROJECT_ROOT, spec_file
-        )
-        images = resolve_images(spec, PROJECT_ROOT, spec_file, {vm.image for vm in expand_fleet(spec)})
+        loaded = load_stack(PROJECT_ROOT / spec_file, display_name=spec_file)
+        spec = resolve_passwords(loaded.spec, PROJECT_ROOT, spec_file)
+        images = resolve_images(spec, PROJECT_ROOT, spec_file, {vm.image for vm in loaded.fleet})
         fleet = Fleet(
             "fleet",
             FleetArgs(

@@ -30,9 +30,9 @@ from components import libvirt_args as la
 from virtstack.cloudinit import render_meta_data, render_network_config, render_user_data
 from virtstack.edge import resolve_connections, resolve_images
 from virtstack.fleet import resolve_pool
-from virtstack.loader import parse_spec
-from virtstack.placement import plan
+from virtstack.placement import place_fleet
 from virtstack.provider import xml
+from virtstack.spec.loader import parse_spec
 
 
 def qcow2_virtual_size(path: str) -> int:
@@ -70,7 +70,7 @@ class Floor:
         self.stack = stack
         self.workers = workers
         self.model = parse_spec(yaml.safe_dump(spec), "floor.yaml")
-        self.fleet_plan = plan(self.model, "floor.yaml")
+        self.fleet_plan = place_fleet(self.model, "floor.yaml")
         self.connections = resolve_connections(self.model, PROJECT_ROOT)
         self.images = resolve_images(self.model, PROJECT_ROOT, "floor.yaml", {"debian-12"})
         self._local = threading.local()

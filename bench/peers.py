@@ -25,9 +25,10 @@ from typing import Any
 from bench.harness import LOCAL_URI, cleanup, destroy_domains, inventory, log
 from bench.specs import IMAGE, POOL_ROOT
 from bench.variants import RunningWatcher
+from virtstack.settings import Settings
 
 HERE = Path(__file__).resolve().parent
-CACHE = Path(os.environ.get("VIRTSTACK_CACHE", "/var/cache/virtstack")) / "bench"
+CACHE = Settings.from_env().cache / "bench"
 BIN = CACHE / "bin"
 WANTED_PROVIDER = "v0.8.1"
 BUILT_PROVIDER = "0.7.6"

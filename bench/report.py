@@ -202,8 +202,8 @@ def markdown(res: dict[str, Any]) -> str:
         parts += [
             "## Pure-Python scale: every run",
             "",
-            "Each in a fresh process: `virtstack.loader.load_spec` + `virtstack.placement.plan` of a stack"
-            " file with N VMs over 500 hosts (static address, data disk, cloud-init user each);"
+            "Each in a fresh process: `virtstack.spec.loader.load_stack` + `virtstack.placement.place_fleet`"
+            " of a stack file with N VMs over 500 hosts (static address, data disk, cloud-init user each);"
             " imports not timed. `maxrss` is the process's peak RSS (interpreter and imports included).",
             "",
             _md_table(

@@ -23,7 +23,7 @@ from bench import baseline, peers, preview, ready, report
 from bench.harness import LOCAL_URI, log, machine_facts, new_prefix
 from bench.specs import IMAGE, PROJECT_ROOT, fleet_spec
 from bench.variants import TRACE_DIR, Outcome, cli_available, run_floor, run_pulumi
-from virtstack.ops.project import ENGINE_PARALLEL
+from virtstack.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("scale", "provisioning", "ready", "preview", "peers")
@@ -116,12 +116,12 @@ def section_provisioning(res: dict[str, Any], rounds: int) -> None:
         if use_cli
         else "virtstack figure (a) = `pulumi up --yes --skip-preview` (no `virtstack up` command yet)"
     )
-    before_root, before_notes = baseline.make_baseline()
-    res["notes"].append("before = this tree with " + ", ".join(before_notes))
+    res["notes"].append("before = this tree with " + ", ".join(baseline.baseline_notes()))
     trace_path = str(TRACE_DIR)
+    engine_parallel = Settings.from_env({}).parallel
     # `virtstack`: the CLI's own defaults (PULUMI_PARALLEL unset: virtstack sets 16). `engine`: what
     # the CLI's apply step runs, alone, at the same parallelism. `virtstack-before`: the copy with the
-    # optimisation turned back (baseline.py), its CLI too.
+    # optimisation turned back through the settings (baseline.py), its CLI too.
     variants = [
         (
             "virtstack",
@@ -134,67 +134,60 @@ def section_provisioning(res: dict[str, Any], rounds: int) -> None:
                 p,
                 s,
                 n,
-                project=before_root,
                 use_cli=use_cli,
-                env={
-                    "PULUMI_PARALLEL": baseline.ENGINE_PARALLEL_BEFORE,
-                    "PYTHONPATH": f"{trace_path}:{baseline.pythonpath(before_root)}",
-                },
+                env={**baseline.baseline_env(), "PYTHONPATH": f"{trace_path}:{PROJECT_ROOT}"},
             ),
         ),
         (
             "engine",
-            lambda p, s, n: run_pulumi("engine", p, s, n, env={"PULUMI_PARALLEL": str(ENGINE_PARALLEL)}),
+            lambda p, s, n: run_pulumi("engine", p, s, n, env={"PULUMI_PARALLEL": str(engine_parallel)}),
         ),
         ("floor", lambda p, s, n: run_floor(p, s, n)),
     ]
-    try:
-        for n in (10, 25):
-            for r in range(rounds):
-                order = variants[r % len(variants) :] + variants[: r % len(variants)]
-                for name, fn in order:
-                    prefix = new_prefix("u")
-                    try:
-                        outcome = fn(prefix, fleet_spec(prefix, n, {"local": LOCAL_URI}, 100 + (r % 50)), n)
-                    except Exception as err:  # one broken run must not end the section
-                        outcome = Outcome(name, n, None, None, error=f"{type(err).__name__}: {err}")
-                    row = {"round": r, **outcome.as_dict()}
-                    runs.append(row)
-                    if outcome.error:
-                        res["failures"].append(f"{name} N={n} round {r}: {outcome.error[:600]}")
-                        log(f"{name} N={n}: FAILED {outcome.error[:300]}")
-                    else:
-                        log(
-                            f"{name} N={n} round {r}: {outcome.seconds:.1f}s (all running at "
-                            f"{outcome.all_running_seconds or float('nan'):.1f}s)"
-                        )
-                    report.write(res)
-            by = {name: [x for x in runs if x["variant"] == name and x["n"] == n] for name, _ in variants}
-            med = {name: _median([x["seconds"] for x in rows]) for name, rows in by.items()}
-            figs[f"up_virtstack_n{n}_seconds"] = med["virtstack"]
-            figs[f"up_virtstack_before_n{n}_seconds"] = med["virtstack-before"]
-            figs[f"up_engine_n{n}_seconds"] = med["engine"]
-            figs[f"up_floor_n{n}_seconds"] = med["floor"]
-            figs[f"up_floor_ratio_n{n}"] = _ratio(med["virtstack"], med["floor"])
-            figs[f"up_floor_ratio_before_n{n}"] = _ratio(med["virtstack-before"], med["floor"])
-            figs[f"up_engine_floor_ratio_n{n}"] = _ratio(med["engine"], med["floor"])
-            # After each run's own teardown (pulumi destroy / the floor's clean-up): anything left?
-            figs[f"up_n{n}_teardown_left_anything"] = any(
-                bool(names)
-                for x in runs
-                if x["n"] == n and x.get("left")
-                for inv in x["left"].values()
-                for names in inv.values()
-            )
-            names = ("engine", "virtstack", "virtstack-before")
-            for name in names:
-                bds = [x["breakdown"] for x in by[name] if x.get("breakdown")]
-                if bds:
-                    keys = sorted({k for b in bds for k in b})
-                    figs[f"up_{name}_n{n}_breakdown"] = {k: _median([b.get(k) for b in bds]) for k in keys}
-            report.write(res)
-    finally:
-        baseline.remove_baseline(before_root)
+    for n in (10, 25):
+        for r in range(rounds):
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]
+            for name, fn in order:
+                prefix = new_prefix("u")
+                try:
+                    outcome = fn(prefix, fleet_spec(prefix, n, {"local": LOCAL_URI}, 100 + (r % 50)), n)
+                except Exception as err:  # one broken run must not end the section
+                    outcome = Outcome(name, n, None, None, error=f"{type(err).__name__}: {err}")
+                row = {"round": r, **outcome.as_dict()}
+                runs.append(row)
+                if outcome.error:
+                    res["failures"].append(f"{name} N={n} round {r}: {outcome.error[:600]}")
+                    log(f"{name} N={n}: FAILED {outcome.error[:300]}")
+                else:
+                    log(
+                        f"{name} N={n} round {r}: {outcome.seconds:.1f}s (all running at "
+                        f"{outcome.all_running_seconds or float('nan'):.1f}s)"
+                    )
+                report.write(res)
+        by = {name: [x for x in runs if x["variant"] == name and x["n"] == n] for name, _ in variants}
+        med = {name: _median([x["seconds"] for x in rows]) for name, rows in by.items()}
+        figs[f"up_virtstack_n{n}_seconds"] = med["virtstack"]
+        figs[f"up_virtstack_before_n{n}_seconds"] = med["virtstack-before"]
+        figs[f"up_engine_n{n}_seconds"] = med["engine"]
+        figs[f"up_floor_n{n}_seconds"] = med["floor"]
+        figs[f"up_floor_ratio_n{n}"] = _ratio(med["virtstack"], med["floor"])
+        figs[f"up_floor_ratio_before_n{n}"] = _ratio(med["virtstack-before"], med["floor"])
+        figs[f"up_engine_floor_ratio_n{n}"] = _ratio(med["engine"], med["floor"])
+        # After each run's own teardown (pulumi destroy / the floor's clean-up): anything left?
+        figs[f"up_n{n}_teardown_left_anything"] = any(
+            bool(names)
+            for x in runs
+            if x["n"] == n and x.get("left")
+            for inv in x["left"].values()
+            for names in inv.values()
+        )
+        names = ("engine", "virtstack", "virtstack-before")
+        for name in names:
+            bds = [x["breakdown"] for x in by[name] if x.get("breakdown")]
+            if bds:
+                keys = sorted({k for b in bds for k in b})
+                figs[f"up_{name}_n{n}_breakdown"] = {k: _median([b.get(k) for b in bds]) for k in keys}
+        report.write(res)
 
 
 # ------------------------------------------------------------------------------------------ ready

@@ -11,7 +11,7 @@ from components.host import Host, HostArgs
 from components.libvirt_args import Connection, ResolvedImage
 from virtstack import contract
 from virtstack.contract import Owner
-from virtstack.placement import plan
+from virtstack.placement import place_fleet
 from virtstack.spec import StackSpec
 
 
@@ -31,10 +31,10 @@ class Fleet(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # Placement first: an infeasible fleet must fail before anything is registered.
-        fleet_plan = plan(args.spec, args.spec_file, previous=args.previous_placement)
+        placed_fleet = place_fleet(args.spec, args.spec_file, previous=args.previous_placement)
         super().__init__(contract.FLEET_TYPE, name, None, opts)
-        instances = fleet_plan.fleet
-        self.placement = dict(fleet_plan.placement.assignments)
+        instances = placed_fleet.fleet
+        self.placement = dict(placed_fleet.placement.assignments)
         self.hosts = {}
         for host_name, host_spec in args.spec.hosts.items():
             placed = [vm for vm in instances if self.placement.get(vm.name) == host_name]

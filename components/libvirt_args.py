@@ -16,6 +16,7 @@ import pulumi
 from virtstack import contract
 from virtstack.contract import Owner
 from virtstack.fleet import VmInstance
+from virtstack.netaddr import dhcp_range
 from virtstack.props import (
     DiskRef,
     DomainProps,
@@ -26,7 +27,6 @@ from virtstack.props import (
     VolumeProps,
 )
 from virtstack.spec import NetworkSpec, PoolSpec
-from virtstack.validate import dhcp_range
 
 # TCG's translation block cache; 128 MiB instead of QEMU's ~1 GiB default per guest.
 TCG_TB_CACHE_MIB = 128

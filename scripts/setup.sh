@@ -50,11 +50,30 @@ else
   echo "$probe_key" >.virtstack/hypervisor.key
 fi
 
+# The Pulumi Python SDK at the CLI's version (one pin: tools/pulumi/go.mod; pyproject.toml names the
+# same, checked by tests/unit/test_settings.py).  PyPI does not serve every release the Go module proxy
+# does (3.274.1: the proxy only), so when pip cannot get it, it is installed from the python/ directory
+# of the sdk/v3 Go module: the very source tree the CLI and the dynamic-provider launcher come from.
+install_python_sdk() {
+  local want=$VIRTSTACK_PULUMI_VERSION sdk tmp
+  if .venv/bin/pip install -q "pulumi==$want" 2>/dev/null; then
+    return
+  fi
+  command -v go >/dev/null || { echo "Go is needed for the Pulumi Python SDK $want (not on PyPI)" >&2; exit 1; }
+  sdk=$(cd tools/pulumi && GOFLAGS=-mod=mod go mod download -json github.com/pulumi/pulumi/sdk/v3 |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+  tmp=$(mktemp -d)
+  cp -r "$sdk/python" "$tmp/" && chmod -R u+w "$tmp"  # the module cache is read-only; the build writes
+  .venv/bin/pip install -q "$tmp/python"
+  rm -rf "$tmp"
+}
+
 log "Python virtualenv"
-venv_key=$( (cat pyproject.toml; python3 --version) | sha256sum | cut -c1-16)
+venv_key=$( (cat pyproject.toml tools/pulumi/go.mod; python3 --version) | sha256sum | cut -c1-16)
 if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.virtstack-key 2>/dev/null)" != "$venv_key" ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
+  install_python_sdk
   .venv/bin/pip install -q -e '.[dev]'
   echo "$venv_key" >.venv/.virtstack-key
 else

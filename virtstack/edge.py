@@ -26,6 +26,7 @@ from virtstack.images import (
     image_dirs,
     inspect_image,
 )
+from virtstack.settings import PREVIOUS_PLACEMENT_ENV
 from virtstack.spec import StackSpec
 
 HYPERVISOR_FILE = Path(".virtstack/hypervisor.json")
@@ -159,24 +160,35 @@ def resolve_passwords(
     return spec.model_copy(update={"vms": new_vms})
 
 
-def previous_placement(stack: str, timeout: float = 30.0) -> dict[str, str]:
+def previous_placement(
+    stack: str, timeout: float = 30.0, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """VM → host as the last deployment of `stack` recorded it (its `placement` output), so placement
-    keeps existing VMs where they are. Empty for a new stack or when the output cannot be read."""
+    keeps existing VMs where they are. Empty for a new stack or when the output cannot be read.
+
+    `virtstack` reads it once and passes it in VIRTSTACK_PREVIOUS_PLACEMENT; only a raw `pulumi
+    preview`/`pulumi up` (without the CLI) makes the program ask `pulumi stack output` itself."""
+    environ = os.environ if environ is None else environ
+    passed = environ.get(PREVIOUS_PLACEMENT_ENV)
+    if passed is not None:
+        text = passed
+    else:
+        try:
+            proc = subprocess.run(
+                ["pulumi", "stack", "output", "placement", "--json", "--stack", stack],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env={**environ, "PULUMI_SKIP_UPDATE_CHECK": "true"},
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return {}
+        if proc.returncode != 0:
+            return {}
+        text = proc.stdout
     try:
-        proc = subprocess.run(
-            ["pulumi", "stack", "output", "placement", "--json", "--stack", stack],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true"},
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    if proc.returncode != 0:
-        return {}
-    try:
-        data = json.loads(proc.stdout or "{}")
+        data = json.loads(text or "{}")
     except ValueError:
         return {}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}

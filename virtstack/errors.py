@@ -11,6 +11,7 @@ Public API:
     SpecError(issues)            -- a stack file is invalid; carries *all* issues
                                     found, ``str()`` is one issue per line, at most
                                     MAX_SHOWN_ISSUES of them and a line counting the rest.
+    shorten(text, limit=40)      -- user input quoted for a message, cut short.
 
 Only these exceptions should ever reach a user for bad input: callers (the CLI)
 print ``str(exc)`` and exit non-zero instead of showing a traceback.
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["MAX_SHOWN_ISSUES", "SpecError", "SpecIssue", "VirtstackError"]
+__all__ = ["MAX_SHOWN_ISSUES", "SpecError", "SpecIssue", "VirtstackError", "shorten"]
 
 # A hostile or broken file can have tens of thousands of problems; past this many, more lines only
 # bury the first ones (and a CI log or terminal has to hold them all).
@@ -91,3 +92,8 @@ class SpecError(VirtstackError):
     def single(cls, file: str, path: str, message: str) -> SpecError:
         """Shortcut for an error with exactly one issue."""
         return cls([SpecIssue(file, path, message)])
+
+
+def shorten(text: str, limit: int = 40) -> str:
+    """Quote user input for an error message without letting it run on."""
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")

@@ -4,11 +4,17 @@ Public API:
     place(fleet, hosts, strategy, previous=None, *, file="<stack>") -> Placement
         Raises SpecError listing every VM that cannot be placed and every host
         that pinned VMs overfill.
-    plan(spec, file, previous=None) -> FleetPlan
-        expand_fleet + place + MAC checks per L2 segment (validate.check_macs).
+    place_fleet(spec, file, previous=None, fleet=None) -> PlacedFleet
+        place + the checks that need placement (check_macs); expands the fleet
+        unless given one (virtstack.spec.loader.LoadedStack.fleet).
+    check_macs(fleet, assignments, hosts, file) -> list[SpecIssue]
+        MAC clashes per L2 segment: (host, network) for nat/isolated, the
+        network name for bridges.
     Placement(assignments: dict[vm, host], usage: dict[host, HostUsage])
     HostUsage(host, vcpus, memory_bytes, disk_bytes, capacity..., vms)
-    FleetPlan(fleet, placement)
+    PlacedFleet(fleet, placement)
+
+Issues about one VM name its group and instance: ``vms.db (instance db-3)``.
 
 Order of decisions:
     1. Pinned VMs (``host:``) go to their host, even past its capacity; an
@@ -29,7 +35,7 @@ Because steps 1-2 come before 3, adding or removing an unpinned VM never
 moves a VM that was placed before (when ``previous`` is given).
 
 Cost: O(VMs x log hosts) plus, per distinct requirement (networks and pool),
-a match against the host classes (validate.HostIndex: hosts offering the same
+a match against the host classes (capacity.HostIndex: hosts offering the same
 networks and pools), and O(eligible hosts) per distinct set of matching classes.  Spread keeps one
 lazily refreshed heap per such set, shared by every VM size; a VM that does
 not fit the hosts at the top sets them aside for its own pick only.  Pack
@@ -43,18 +49,26 @@ MAX_PLACEMENT_STEPS, place() stops with an error saying so.
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from virtstack.capacity import HostState, Shape, TooMuchWork, shape_of
 from virtstack.errors import SpecError, SpecIssue
 from virtstack.fleet import VmInstance, expand_fleet, missing_on_host
 from virtstack.spec import HostSpec, StackSpec
 from virtstack.units import format_size
-from virtstack.validate import HostIndex, check_macs
 
-__all__ = ["MAX_PLACEMENT_STEPS", "FleetPlan", "HostUsage", "Placement", "place", "plan"]
+__all__ = [
+    "MAX_PLACEMENT_STEPS",
+    "HostUsage",
+    "PlacedFleet",
+    "Placement",
+    "check_macs",
+    "instance_path",
+    "place",
+    "place_fleet",
+]
 
 # Host checks (fits or heap moves) one place() call may make: a few seconds.  Ordinary stacks need
 # about one per VM; 10,000 VMs of 3,000 shapes over 3,000 hosts need ~200,000.
@@ -101,134 +115,9 @@ class Placement:
 
 
 @dataclass(frozen=True)
-class FleetPlan:
+class PlacedFleet:
     fleet: list[VmInstance]
     placement: Placement
-
-
-# A VM's requirements (networks, pool) and its size: VMs of one shape are
-# interchangeable for placement, which is what makes the per-shape caches valid.
-_ReqKey = tuple[tuple[str, ...], str | None]
-_Shape = tuple[_ReqKey, int, int, int]
-
-
-class _TooMuchWork(Exception):
-    """MAX_PLACEMENT_STEPS reached; place() turns it into a SpecError."""
-
-
-class _State:
-    """Mutable bookkeeping for one place() call."""
-
-    def __init__(self, hosts: Mapping[str, HostSpec]) -> None:
-        self.hosts = hosts
-        self.names = sorted(hosts)
-        self.cap = {
-            h: (hosts[h].capacity.vcpus, hosts[h].capacity.memory, hosts[h].capacity.disk) for h in hosts
-        }
-        self.used = {h: [0, 0, 0] for h in hosts}
-        self.version = dict.fromkeys(hosts, 0)
-        self.assigned: dict[str, str] = {}
-        self.index = HostIndex(hosts)
-        self.steps = 0
-        # Requirements that select the same host classes share one host list and one spread heap.
-        self._selected: dict[_ReqKey, tuple[int, ...]] = {}
-        self._eligible: dict[tuple[int, ...], list[str]] = {}
-        self._heaps: dict[tuple[int, ...], list[tuple[float, str, int]]] = {}
-        self._cursor: dict[_Shape, int] = {}
-        self._never: set[_Shape] = set()  # shapes that fit no host any more
-
-    def spend(self, steps: int) -> None:
-        self.steps += steps
-        if self.steps > MAX_PLACEMENT_STEPS:
-            raise _TooMuchWork
-
-    @staticmethod
-    def need(vm: VmInstance) -> tuple[int, int, int]:
-        return vm.vcpus, vm.memory_bytes, vm.total_disk_bytes
-
-    def fits(self, host: str, vm: VmInstance) -> bool:
-        used, cap = self.used[host], self.cap[host]
-        v, m, d = self.need(vm)
-        return used[0] + v <= cap[0] and used[1] + m <= cap[1] and used[2] + d <= cap[2]
-
-    def assign(self, vm: VmInstance, host: str) -> None:
-        used = self.used[host]
-        v, m, d = self.need(vm)
-        used[0] += v
-        used[1] += m
-        used[2] += d
-        self.version[host] += 1
-        self.assigned[vm.name] = host
-
-    def free_share(self, host: str) -> float:
-        used, cap = self.used[host], self.cap[host]
-        return min((cap[0] - used[0]) / cap[0], (cap[1] - used[1]) / cap[1], (cap[2] - used[2]) / cap[2])
-
-    def selected(self, vm: VmInstance) -> tuple[int, ...]:
-        key = _req_key(vm)
-        found = self._selected.get(key)
-        if found is None:
-            found = self._selected[key] = self.index.select(vm.networks, vm.pool)
-            self.spend(len(self.index.classes))
-        return found
-
-    def eligible(self, vm: VmInstance) -> list[str]:
-        selected = self.selected(vm)
-        hosts = self._eligible.get(selected)
-        if hosts is None:
-            hosts = sorted(name for i in selected for name in self.index.classes[i][1])
-            self.spend(len(hosts))
-            self._eligible[selected] = hosts
-        return hosts
-
-    def pick_spread(self, vm: VmInstance) -> str | None:
-        shape = _shape(vm)
-        if shape in self._never:
-            return None
-        selected = self.selected(vm)
-        heap = self._heaps.get(selected)
-        if heap is None:
-            heap = [(-self.free_share(h), h, self.version[h]) for h in self.eligible(vm)]
-            heapq.heapify(heap)
-            self._heaps[selected] = heap
-        # The heap is shared by every VM size of this requirement: hosts too full for this VM are
-        # set aside while it looks further, then put back for the next (maybe smaller) VM.
-        aside: list[tuple[float, str, int]] = []
-        chosen = None
-        while heap:
-            self.spend(1)
-            _, host, version = heap[0]
-            if version != self.version[host]:
-                # Stale: usage grew since; its real share is lower, re-queue.
-                heapq.heapreplace(heap, (-self.free_share(host), host, self.version[host]))
-                continue
-            if self.fits(host, vm):
-                chosen = host
-                break
-            aside.append(heapq.heappop(heap))
-        for entry in aside:
-            heapq.heappush(heap, entry)
-        if chosen is None:
-            self._never.add(shape)
-        return chosen
-
-    def pick_pack(self, vm: VmInstance) -> str | None:
-        shape = _shape(vm)
-        hosts = self.eligible(vm)
-        i = start = self._cursor.get(shape, 0)
-        while i < len(hosts) and not self.fits(hosts[i], vm):
-            i += 1
-        self.spend(i - start + 1)
-        self._cursor[shape] = i
-        return hosts[i] if i < len(hosts) else None
-
-
-def _req_key(vm: VmInstance) -> _ReqKey:
-    return tuple(sorted(vm.networks)), vm.pool
-
-
-def _shape(vm: VmInstance) -> _Shape:
-    return _req_key(vm), vm.vcpus, vm.memory_bytes, vm.total_disk_bytes
 
 
 def _vcpus(n: int) -> str:
@@ -250,7 +139,7 @@ def _named_amount(resource: int, n: int) -> str:
     return _vcpus(n) if resource == 0 else f"{format_size(n)} {_RESOURCES[resource]}"
 
 
-def _unplaceable_reason(state: _State, vm: VmInstance) -> str:
+def _unplaceable_reason(state: HostState, vm: VmInstance) -> str:
     eligible = state.eligible(vm)
     if not eligible:
         needs = [f"network {n}" for n in vm.networks]
@@ -303,12 +192,12 @@ def place(
     """Assign every VM of ``fleet`` to a host (see the module docstring)."""
     if strategy not in ("spread", "pack"):
         raise ValueError(f"unknown placement strategy {strategy!r}")
-    state = _State(hosts)
+    state = HostState(hosts, MAX_PLACEMENT_STEPS)
     ordered = sorted(fleet, key=lambda vm: vm.name)
     vm_issues: list[tuple[str, SpecIssue]] = []
 
     def fail(vm: VmInstance, message: str) -> None:
-        vm_issues.append((vm.name, SpecIssue(file, f"vms.{vm.name}", message)))
+        vm_issues.append((vm.name, SpecIssue(file, instance_path(vm), message)))
 
     rest: list[VmInstance] = []
     for vm in ordered:
@@ -361,8 +250,8 @@ def place(
                 failed.append(vm)
             else:
                 state.assign(vm, chosen)
-    except _TooMuchWork:
-        shapes = len({_shape(vm) for vm in unplaced})
+    except TooMuchWork:
+        shapes = len({shape_of(vm) for vm in unplaced})
         raise SpecError.single(
             file,
             "vms",
@@ -372,9 +261,9 @@ def place(
         ) from None
 
     # Reasons use the final usage so the "free" figures are consistent.
-    reasons: dict[_Shape, str] = {}
+    reasons: dict[Shape, str] = {}
     for vm in failed:
-        shape = _shape(vm)
+        shape = shape_of(vm)
         if shape not in reasons:
             reasons[shape] = _unplaceable_reason(state, vm)
         fail(vm, f"cannot be placed: {reasons[shape]}")
@@ -402,19 +291,65 @@ def place(
     return Placement(assignments=dict(sorted(state.assigned.items())), usage=usage)
 
 
-def plan(
+def instance_path(vm: VmInstance, field: str = "") -> str:
+    """Where a VM instance is in the file: its group, naming the instance when it is not the first
+    (``vms.db (instance db-3)``), since ``vms.db-3`` is no path in the file."""
+    path = f"vms.{vm.group}{field}"
+    return path if vm.name == vm.group else f"{path} (instance {vm.name})"
+
+
+def place_fleet(
     spec: StackSpec,
     file: str,
     previous: Mapping[str, str] | None = None,
-) -> FleetPlan:
-    """Expand, place and check MACs per L2 segment; raises SpecError.
+    fleet: Sequence[VmInstance] | None = None,
+) -> PlacedFleet:
+    """Place and check MACs per L2 segment; raises SpecError.
 
-    ``spec`` should come from loader.load_spec (already cross-validated).
+    ``spec`` comes from virtstack.spec.loader (already cross-validated); ``fleet``, when given, is
+    its expansion with the same ``previous`` names (LoadedStack.fleet), else it is expanded here.
     """
     # Names the last deployment used keep their VMs (see fleet.instance_names).
-    fleet = expand_fleet(spec, deployed=previous or ())
-    placement = place(fleet, spec.hosts, spec.placement.strategy, previous, file=file)
-    issues = check_macs(fleet, placement.assignments, spec.hosts, file)
+    instances = list(fleet) if fleet is not None else expand_fleet(spec, deployed=previous or ())
+    placement = place(instances, spec.hosts, spec.placement.strategy, previous, file=file)
+    issues = check_macs(instances, placement.assignments, spec.hosts, file)
     if issues:
         raise SpecError(issues)
-    return FleetPlan(fleet=fleet, placement=placement)
+    return PlacedFleet(fleet=instances, placement=placement)
+
+
+def check_macs(
+    fleet: Iterable[VmInstance],
+    assignments: Mapping[str, str],
+    hosts: Mapping[str, HostSpec],
+    file: str,
+) -> list[SpecIssue]:
+    """MAC clashes per L2 segment, given placement (vm name -> host name)."""
+    issues: list[SpecIssue] = []
+    used: dict[tuple[str, str, str], str] = {}  # (segment, network, mac) -> first VM
+    for vm in fleet:
+        host_name = assignments.get(vm.name)
+        host = hosts.get(host_name) if host_name is not None else None
+        if host_name is None or host is None:
+            continue
+        for i, nic in enumerate(vm.nics):
+            network = host.networks.get(nic.network)
+            if network is None:
+                continue
+            # A bridge is one LAN for all hosts; nat/isolated networks are
+            # private to their host.
+            segment = "" if network.mode == "bridge" else host_name
+            key = (segment, nic.network, nic.mac)
+            other = used.get(key)
+            if other is None:
+                used[key] = vm.name
+                continue
+            where = f"network {nic.network}" + (f" on host {host_name}" if segment else "")
+            if other == vm.name:
+                message = f"{nic.mac} on {where} is used by another NIC of {vm.name} too"
+            else:
+                message = f"{nic.mac} on {where} is used by both {other} and {vm.name}"
+            if nic.mac_derived:
+                message += " (derived MACs rarely collide; set mac on one of them)"
+            issues.append(SpecIssue(file, instance_path(vm, f".nics[{i}].mac"), message))
+    return issues

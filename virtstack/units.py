@@ -32,7 +32,9 @@ import functools
 import re
 from decimal import Decimal, InvalidOperation
 
-__all__ = ["GIB", "KIB", "MIB", "TIB", "format_size", "parse_size"]
+from virtstack.errors import shorten
+
+__all__ = ["GIB", "KIB", "MIB", "SIZE_HELP", "SIZE_PATTERN", "TIB", "format_size", "parse_size"]
 
 KIB = 1024
 MIB = 1024**2
@@ -51,14 +53,19 @@ for _power, _letter in enumerate("kmgtp", start=1):
     _FACTORS[_letter + "i"] = 1024**_power
     _FACTORS[_letter + "ib"] = 1024**_power
 
-_SIZE_RE = re.compile(r"^\s*(?P<number>[0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*(?P<unit>[A-Za-z]*)\s*$")
+_NUMBER = r"([0-9]+(\.[0-9]+)?|\.[0-9]+)"
+# The accepted syntax, also published in the stack file's JSON Schema (ECMA-262 regex: no named
+# groups).  Group 1 is the number, group 3 the unit; the units are the keys of _FACTORS.
+SIZE_PATTERN = rf"^\s*{_NUMBER}\s*([KkMmGgTtPp][Ii]?[Bb]?|[Bb])?\s*$"
+SIZE_HELP = (
+    "Bytes, or a number with a unit: 512MiB, 4GiB, 1.5GiB (KiB/MiB/GiB/TiB and Ki/Mi/Gi/Ti are "
+    "1024-based), 200GB or 100M (KB/MB/GB/TB and K/M/G/T are 1000-based)."
+)
+_SIZE_RE = re.compile(SIZE_PATTERN)
+# Only for the message when SIZE_PATTERN does not match: a number with some other word after it.
+_OTHER_UNIT_RE = re.compile(rf"^\s*{_NUMBER}\s*([A-Za-z]+)\s*$")
 
 _HINT = "expected bytes or a number with a unit, e.g. 512MiB, 4GiB, 1.5GiB or 200GB"
-
-
-def _shorten(text: str, limit: int = 40) -> str:
-    """Quote user input for an error message without letting it run on."""
-    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def parse_size(value: object) -> int:
@@ -89,21 +96,22 @@ def _parse_size_text(value: str) -> int:
     if match is None:
         if value.strip().startswith("-"):
             raise ValueError("must not be negative")
-        raise ValueError(f"invalid size {_shorten(value)} ({_HINT})")
-    unit = match["unit"]
-    factor = _FACTORS.get(unit.lower())
-    if factor is None:
-        raise ValueError(
-            f"unknown size unit {unit!r} in {_shorten(value)} (use B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)"
-        )
+        other = _OTHER_UNIT_RE.match(value)
+        if other is not None:
+            raise ValueError(
+                f"unknown size unit {other[3]!r} in {shorten(value)} "
+                "(use B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)"
+            )
+        raise ValueError(f"invalid size {shorten(value)} ({_HINT})")
+    factor = _FACTORS[(match[3] or "").lower()]
     try:
         # Decimal keeps "1.5GiB" exact; float would not for larger units.
-        number = Decimal(match["number"])
+        number = Decimal(match[1])
     except InvalidOperation:  # pragma: no cover - the regex only admits valid decimals
-        raise ValueError(f"invalid size {_shorten(value)} ({_HINT})") from None
+        raise ValueError(f"invalid size {shorten(value)} ({_HINT})") from None
     size = int(number * factor)  # int() truncates toward zero: whole bytes
     if size > _MAX_BYTES:
-        raise ValueError(f"size {_shorten(value)} is too large")
+        raise ValueError(f"size {shorten(value)} is too large")
     return size
 
 

@@ -1,24 +1,15 @@
 """Whole-fleet cross validation: everything pydantic cannot see in one model.
 
 Public API:
-    validate_spec(spec, file) -> list[SpecIssue]
-        All cross-reference and addressing problems, in a deterministic order
-        (hosts, then VMs in file order, then address clashes).  A stack past
-        the fleet-wide totals (check_totals) gets only those issues: nothing
-        is expanded.
+    validate_spec(spec, file, fleet) -> list[SpecIssue]
+        All cross-reference and addressing problems of ``spec`` and its expanded
+        ``fleet``, in a deterministic order (hosts, then VMs in file order, then
+        address clashes).  The loader checks the totals first (check_totals), so
+        a stack past them is never expanded.
     check_totals(spec, file) -> list[SpecIssue]
         MAX_HOSTS hosts, MAX_INSTANCES VMs, MAX_DATA_DISKS data disks and
         MAX_NICS NICs over the whole fleet, counted from the groups before
         any count is expanded.
-    check_macs(fleet, assignments, hosts, file) -> list[SpecIssue]
-        MAC clashes per L2 segment; needs placement (see below).
-    dhcp_range(network: NetworkSpec) -> tuple[IPv4Address, IPv4Address] | None
-        The DHCP range libvirt should serve, None when the network serves none.
-    dhcp_range_of(cidr: IPv4Network) -> tuple[IPv4Address, IPv4Address]
-        Upper half of the host addresses: /24 -> .128-.254.
-    reserved_addresses(network) -> dict[IPv4Address, str]
-    HostIndex(hosts).select(networks, pool) -> tuple[int, ...]
-        The classes of hosts (same networks and pools) offering all those networks and the pool.
 
 Rules:
     * Every reference resolves: image, pinned host, networks and pool on the
@@ -40,31 +31,30 @@ Rules:
     * MACs are unique per L2 segment: (host, network) for nat/isolated, the
       network name for bridges (one LAN).  Derived MACs are random enough that
       fleet-wide uniqueness would fail on big fleets for no reason, so this
-      check runs after placement, from virtstack.placement.plan().
+      check runs after placement (virtstack.placement.check_macs).
+Address maths (DHCP ranges, reserved addresses, overlaps) is virtstack.netaddr's.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 
+from virtstack.capacity import HostIndex
 from virtstack.errors import SpecIssue
-from virtstack.fleet import VmInstance, expand_fleet, missing_on_host, resolve_pool
-from virtstack.spec import NAME_MAX, HostSpec, NetworkSpec, StackSpec, VmSpec
+from virtstack.fleet import VmInstance, missing_on_host, resolve_pool
+from virtstack.netaddr import NetworkFacts, check_address_range, overlapping
+from virtstack.spec.models import HostSpec, NetworkSpec, StackSpec, VmSpec
+from virtstack.spec.scalars import NAME_MAX
 
 __all__ = [
     "MAX_DATA_DISKS",
     "MAX_HOSTS",
     "MAX_INSTANCES",
     "MAX_NICS",
-    "HostIndex",
-    "check_macs",
     "check_totals",
-    "dhcp_range",
-    "dhcp_range_of",
-    "reserved_addresses",
     "validate_spec",
 ]
 
@@ -99,66 +89,6 @@ def check_totals(spec: StackSpec, file: str) -> list[SpecIssue]:
     return issues
 
 
-class HostIndex:
-    """Hosts grouped by what they offer, for matching VM requirements.
-
-    Hosts offering the same networks and pools are interchangeable when it comes to which VMs they
-    can run: a requirement (networks, pool) is matched against these classes — usually a handful,
-    even with thousands of hosts — rather than against every host, which was the quadratic part of
-    validation and placement with thousands of hosts and thousands of distinct requirements."""
-
-    def __init__(self, hosts: Mapping[str, HostSpec]) -> None:
-        classes: dict[tuple[frozenset[str], frozenset[str]], list[str]] = {}
-        for name in sorted(hosts):
-            host = hosts[name]
-            classes.setdefault((frozenset(host.networks), frozenset(host.pools)), []).append(name)
-        self.classes = list(classes.items())  # ((networks, pools), host names in name order)
-        self.networks = {network for (networks, _), _ in self.classes for network in networks}
-        self.pools = {pool for (_, pools), _ in self.classes for pool in pools}
-
-    def select(self, networks: Iterable[str], pool: str | None) -> tuple[int, ...]:
-        """Indexes of the classes offering every network of ``networks`` and ``pool`` (None: the
-        host's only pool), as fleet.missing_on_host decides for one host."""
-        wanted = set(networks)
-        return tuple(
-            i
-            for i, ((offered, pools), _) in enumerate(self.classes)
-            if wanted <= offered and (pool in pools if pool is not None else len(pools) == 1)
-        )
-
-
-def dhcp_range_of(cidr: IPv4Network) -> tuple[IPv4Address, IPv4Address]:
-    """Upper half of the host addresses: 10.77.0.0/24 -> (.128, .254).
-
-    The lower half (minus .1) is left for static addresses, so the two never
-    meet and a static address never needs a DHCP reservation.
-    """
-    return cidr.network_address + cidr.num_addresses // 2, cidr.broadcast_address - 1
-
-
-def dhcp_range(network: NetworkSpec) -> tuple[IPv4Address, IPv4Address] | None:
-    if network.cidr is None or not network.dhcp_enabled:
-        return None
-    return dhcp_range_of(network.cidr)
-
-
-def reserved_addresses(network: NetworkSpec) -> dict[IPv4Address, str]:
-    """Addresses no VM may use, with what they are (for messages)."""
-    reserved: dict[IPv4Address, str] = {}
-    if network.cidr is None:
-        return reserved
-    reserved[network.cidr.network_address] = "the network address"
-    reserved[network.cidr.broadcast_address] = "the broadcast address"
-    if network.gateway_address is not None:
-        reserved[network.gateway_address] = "the gateway"
-    elif network.host_address is not None:
-        reserved[network.host_address] = "the host's address"
-    return reserved
-
-
-DASH = "\u2013"  # en dash, as in "10.77.0.128 to 10.77.0.254" written with a range dash
-
-
 def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
     names = sorted(known)
     message = f"unknown {kind} '{name}'"
@@ -170,54 +100,6 @@ def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
     if len(names) <= 5:
         return f"{message} (defined: {', '.join(names)})"
     return message
-
-
-def _ip_text(value: int) -> str:
-    return str(IPv4Address(value)) if 0 <= value < 2**32 else "…"
-
-
-@dataclass(frozen=True)
-class _NetworkFacts:
-    """What address checks need of one network, computed once per network, not once per VM."""
-
-    reserved: list[tuple[IPv4Address, str]]  # sorted
-    dhcp: tuple[IPv4Address, IPv4Address] | None
-
-    @classmethod
-    def of(cls, network: NetworkSpec) -> _NetworkFacts:
-        return cls(sorted(reserved_addresses(network).items()), dhcp_range(network))
-
-
-def _check_address_range(
-    name: str, network: NetworkSpec, facts: _NetworkFacts, base: IPv4Address, count: int
-) -> str | None:
-    """First problem with the static addresses base .. base+count-1, or None."""
-    # Runs once per VM entry: messages are only formatted once there is a problem.
-    cidr = network.cidr
-    if cidr is None:
-        return f"network {name} has no cidr; set one on the network to use static addresses"
-    if base not in cidr:
-        return f"{base} is outside network {name} ({cidr})"
-    first, last = int(base), int(base) + count - 1
-    problem: tuple[str, str] | None = None
-    for address, what in facts.reserved:
-        if address == base:
-            return f"{base} is {what} of network {name} ({cidr})"
-    if last >= int(cidr.broadcast_address):
-        return f"with count {count}, addresses {base}{DASH}{_ip_text(last)} run past network {name} ({cidr})"
-    for address, what in facts.reserved:
-        if first <= int(address) <= last:
-            problem = ("include", f"{address}, {what} of network {name} ({cidr})")
-            break
-    rng = facts.dhcp
-    if problem is None and rng is not None and first <= int(rng[1]) and int(rng[0]) <= last:
-        dhcp = f"the DHCP range of network {name} ({rng[0]}{DASH}{rng[1]})"
-        if count == 1:
-            return f"{base} is inside {dhcp}"
-        problem = ("overlap", dhcp)
-    if problem is None:
-        return None
-    return f"addresses {base}{DASH}{_ip_text(last)} (count {count}) {problem[0]} {problem[1]}"
 
 
 class _Checker:
@@ -278,23 +160,15 @@ class _Checker:
             )
 
     def _check_overlaps(self, host_name: str, host: HostSpec) -> None:
-        with_cidr = sorted(
-            ((net.cidr, name) for name, net in host.networks.items() if net.cidr is not None),
-            key=lambda item: (int(item[0].network_address), -item[0].prefixlen, item[1]),
-        )
-        # Sweep in address order, remembering the network reaching furthest.
-        reach: tuple[IPv4Network, str] | None = None
-        for cidr, name in with_cidr:
-            if reach is not None and int(cidr.network_address) <= int(reach[0].broadcast_address):
-                self.add(
-                    f"hosts.{host_name}.networks.{name}.cidr",
-                    f"{cidr} overlaps network {reach[1]} ({reach[0]}) on the same host",
-                )
-            if reach is None or int(cidr.broadcast_address) > int(reach[0].broadcast_address):
-                reach = (cidr, name)
+        cidrs = {name: net.cidr for name, net in host.networks.items() if net.cidr is not None}
+        for name, other in overlapping(cidrs):
+            self.add(
+                f"hosts.{host_name}.networks.{name}.cidr",
+                f"{cidrs[name]} overlaps network {other} ({cidrs[other]}) on the same host",
+            )
 
     # ------------------------------------------------------------------- vms
-    def check_vms(self, fleet: list[VmInstance]) -> None:
+    def check_vms(self, fleet: Sequence[VmInstance]) -> None:
         by_group: dict[str, VmInstance] = {}
         for instance in fleet:
             by_group.setdefault(instance.group, instance)
@@ -380,7 +254,7 @@ class _Checker:
             self._offer_cache[key] = result
         return self._offer_cache[key]
 
-    def _check_volume_names(self, fleet: list[VmInstance]) -> None:
+    def _check_volume_names(self, fleet: Sequence[VmInstance]) -> None:
         owner: dict[str, str] = {}  # volume stem -> what it is, for the message
         for instance in fleet:
             owner[f"{instance.name}-root"] = f"the root disk of {instance.name}"
@@ -398,7 +272,7 @@ class _Checker:
                         f"volume name {stem} would clash with {first}; rename the data disk",
                     )
 
-    def _check_unique_names(self, fleet: list[VmInstance]) -> None:
+    def _check_unique_names(self, fleet: Sequence[VmInstance]) -> None:
         owner: dict[str, str] = {}
         reported: set[tuple[str, str]] = set()
         for vm in fleet:
@@ -409,11 +283,11 @@ class _Checker:
                     f"vms.{vm.group}", f"VM name {vm.name} is used by both vms.{first} and vms.{vm.group}"
                 )
 
-    def _check_addresses(self, fleet: list[VmInstance]) -> None:
+    def _check_addresses(self, fleet: Sequence[VmInstance]) -> None:
         # Range checks once per group NIC (not per instance: O(groups)); then
         # uniqueness per instance with one dict per network: O(instances).
         valid: set[tuple[str, int]] = set()
-        facts = {name: _NetworkFacts.of(network) for name, (_, network) in self.networks.items()}
+        facts = {name: NetworkFacts.of(network) for name, (_, network) in self.networks.items()}
         for group, vm in self.spec.vms.items():
             for i, nic in enumerate(vm.nics):
                 if nic.ip is None or nic.network not in self.networks:
@@ -423,7 +297,7 @@ class _Checker:
                     if host is None or nic.network not in host.networks:
                         continue  # reported as a reference problem
                 network = self.networks[nic.network][1]
-                problem = _check_address_range(nic.network, network, facts[nic.network], nic.ip, vm.count)
+                problem = check_address_range(nic.network, network, facts[nic.network], nic.ip, vm.count)
                 if problem is None:
                     valid.add((group, i))
                 else:
@@ -471,48 +345,8 @@ class _Clash:
     more: int = 0
 
 
-def validate_spec(spec: StackSpec, file: str) -> list[SpecIssue]:
-    totals = check_totals(spec, file)
-    if totals:
-        return totals
+def validate_spec(spec: StackSpec, file: str, fleet: Sequence[VmInstance]) -> list[SpecIssue]:
     checker = _Checker(spec, file)
     checker.check_hosts()
-    checker.check_vms(expand_fleet(spec))  # memoised: placement reuses the expansion
+    checker.check_vms(fleet)
     return checker.issues
-
-
-def check_macs(
-    fleet: Iterable[VmInstance],
-    assignments: Mapping[str, str],
-    hosts: Mapping[str, HostSpec],
-    file: str,
-) -> list[SpecIssue]:
-    """MAC clashes per L2 segment, given placement (vm name -> host name)."""
-    issues: list[SpecIssue] = []
-    used: dict[tuple[str, str, str], str] = {}  # (segment, network, mac) -> first VM
-    for vm in fleet:
-        host_name = assignments.get(vm.name)
-        host = hosts.get(host_name) if host_name is not None else None
-        if host_name is None or host is None:
-            continue
-        for i, nic in enumerate(vm.nics):
-            network = host.networks.get(nic.network)
-            if network is None:
-                continue
-            # A bridge is one LAN for all hosts; nat/isolated networks are
-            # private to their host.
-            segment = "" if network.mode == "bridge" else host_name
-            key = (segment, nic.network, nic.mac)
-            other = used.get(key)
-            if other is None:
-                used[key] = vm.name
-                continue
-            where = f"network {nic.network}" + (f" on host {host_name}" if segment else "")
-            if other == vm.name:
-                message = f"{nic.mac} on {where} is used by another NIC of {vm.name} too"
-            else:
-                message = f"{nic.mac} on {where} is used by both {other} and {vm.name}"
-            if nic.mac_derived:
-                message += " (derived MACs rarely collide; set mac on one of them)"
-            issues.append(SpecIssue(file, f"vms.{vm.group}.nics[{i}].mac", message))
-    return issues

@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from virtstack.provider.refresh import refresh_pool
+from virtstack.settings import Settings
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 URI = "qemu:///system"
 # Test-only passphrase for throwaway stacks in temporary backends; never used for real secrets.
@@ -86,14 +89,11 @@ class PulumiProject:
     @property
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(
-            PULUMI_BACKEND_URL=f"file://{self.backend}",
-            PULUMI_CONFIG_PASSPHRASE=TEST_PASSPHRASE,
-            PULUMI_SKIP_UPDATE_CHECK="true",
-            PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true",
-        )
+        env.update(PULUMI_BACKEND_URL=f"file://{self.backend}", PULUMI_CONFIG_PASSPHRASE=TEST_PASSPHRASE)
         env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
         env.update(self.extra_env)
+        # Everything else as every virtstack run gets it (virtstack.settings), the raw `pulumi` too.
+        env.update(Settings.from_env(env, root=PROJECT_ROOT).engine_env(env))
         return env
 
     def pulumi(
@@ -204,7 +204,7 @@ def libvirt_inventory(prefix: str) -> dict[str, list[str]]:
         volumes = []
         for pool in conn.listAllStoragePools():
             if pool.isActive():
-                pool.refresh(0)
+                refresh_pool(pool)
                 volumes += [
                     f"{pool.name()}/{v.name()}" for v in pool.listAllVolumes() if v.name().startswith(prefix)
                 ]

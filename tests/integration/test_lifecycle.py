@@ -2,8 +2,9 @@
 lifecycle). Every test has its own stack, names and subnet, and cleans up even when it fails. Guests
 are checked through libvirt only: domain state, the guest agent, the serial console log.
 
-Wall time is dominated by guest boots under TCG (~30-90 s each on two busy cores), so tests 1-4 and 9
-share one two-VM stack, in order, and the other tests keep guests from booting where they can.
+Wall time is dominated by guest boots under TCG (~30-90 s each on two busy cores), so steps 1-4 and 9
+run in sequence inside one test on one two-VM stack (each step names itself in a failure), and the
+other tests keep guests from booting where they can. No test depends on another having run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +118,31 @@ def ok(proc: subprocess.CompletedProcess[str], code: int = 0) -> str:
 # --------------------------------------------------------------------- tests 1-4 and 9: one stack
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, real_parts: None) -> Iterator[dict[str, Any]]:
+@dataclass
+class TwoVmStack:
+    """One two-VM stack that steps 1-4 and 9 walk through in order (booting it is the cost)."""
+
+    prefix: str
+    spec: dict[str, Any]
+    project: PulumiProject
+    a: str  # has the raw data disk and the ops password
+    b: str
+
+
+@contextmanager
+def step(name: str) -> Iterator[None]:
+    """Name the step in a failure: the steps share one test, so the traceback alone would not say
+    which stage of the lifecycle broke (and later steps are meaningless once one fails)."""
+    try:
+        yield
+    except AssertionError as exc:
+        raise AssertionError(f"step {name}: {exc}") from exc
+    except Exception as exc:  # a timeout or a CLI crash: same stage naming, original chained
+        raise AssertionError(f"step {name}: {type(exc).__name__}: {exc}") from exc
+
+
+@pytest.fixture
+def two_vm_stack(tmp_path: Path, real_parts: None) -> Iterator[TwoVmStack]:
     prefix = f"vsl{secrets.token_hex(3)}"
     subnet = secrets.randbelow(200) + 20
     spec = base_spec(prefix, subnet)
@@ -133,21 +159,37 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, real_parts: None) -> Iterato
             cloud_init={"hostname": f"{prefix}-host-b"},
         ),
     }
-    tmp = tmp_path_factory.mktemp(prefix)
-    project = new_project(tmp, spec, prefix)
-    state = {"prefix": prefix, "spec": spec, "project": project, "a": f"{prefix}-a", "b": f"{prefix}-b"}
-    yield state
+    project = new_project(tmp_path, spec, prefix)
+    yield TwoVmStack(prefix, spec, project, f"{prefix}-a", f"{prefix}-b")
     teardown(project, prefix)
     assert libvirt_inventory(prefix) == empty(prefix)
 
 
-def test_1_converge_and_idempotence(fleet: dict[str, Any]) -> None:
-    project: PulumiProject = fleet["project"]
+def test_lifecycle_of_one_stack(two_vm_stack: TwoVmStack) -> None:
+    """Steps 1-4 and 9 in one test: each needs the state the one before left (booted guests, a
+    marker on a's disk, a redefined a), and booting a fresh pair per step would triple the wall
+    time. One test makes the order explicit instead of relying on pytest running tests in file
+    order, and lets any of them be selected (-k) without silently depending on another."""
+    s = two_vm_stack
+    with step("1 converge and idempotence"):
+        converge_and_idempotence(s)
+    with step("2 update without data loss"):
+        update_without_data_loss(s)
+    with step("3 guard on data loss"):
+        guard_on_data_loss(s)
+    with step("4 drift is reported then healed"):
+        drift_is_reported_then_healed(s)
+    with step("9 password never in plaintext"):
+        password_never_in_plaintext(s)
+
+
+def converge_and_idempotence(s: TwoVmStack) -> None:
+    project = s.project
     ok(project.virtstack("up", "-s", project.stack, "--yes"))
-    for name in (fleet["a"], fleet["b"]):
+    for name in (s.a, s.b):
         info = domain_info(URI, name)
         assert info and info["running"], name
-    for name, host in ((fleet["a"], f"{fleet['prefix']}-host-a"), (fleet["b"], f"{fleet['prefix']}-host-b")):
+    for name, host in ((s.a, f"{s.prefix}-host-a"), (s.b, f"{s.prefix}-host-b")):
         reply = wait_for(
             lambda n=name: agent_command(n, "guest-get-host-name"), BOOT_TIMEOUT, 2, f"{name}'s agent"
         )
@@ -155,9 +197,8 @@ def test_1_converge_and_idempotence(fleet: dict[str, Any]) -> None:
     ok(project.virtstack("plan", "-s", project.stack, "--detailed-exitcode"), 0)
 
 
-def test_2_update_without_data_loss(fleet: dict[str, Any]) -> None:
-    project: PulumiProject = fleet["project"]
-    a, b = fleet["a"], fleet["b"]
+def update_without_data_loss(s: TwoVmStack) -> None:
+    project, a, b = s.project, s.a, s.b
     wait_for(lambda: agent_command(a, "guest-ping"), BOOT_TIMEOUT, 2, f"{a}'s agent")
     guest_exec(
         a,
@@ -165,9 +206,8 @@ def test_2_update_without_data_loss(fleet: dict[str, Any]) -> None:
     )
     uuid_a, uuid_b = domain_info(URI, a)["uuid"], domain_info(URI, b)["uuid"]
 
-    spec = fleet["spec"]
-    spec["vms"][a].update(memory="512MiB", vcpus=2)
-    rewrite(project, spec)
+    s.spec["vms"][a].update(memory="512MiB", vcpus=2)
+    rewrite(project, s.spec)
     plan = json.loads(ok(project.virtstack("plan", "-s", project.stack, "--format", "json"), 0))
     actions = {v["vm"]: v["action"] for v in plan["vms"]}
     assert actions == {a: "redefine"}, plan  # a restarts with its disks; b is untouched
@@ -190,14 +230,12 @@ def test_2_update_without_data_loss(fleet: dict[str, Any]) -> None:
     assert read == MARKER
 
 
-def test_3_guard_on_data_loss(fleet: dict[str, Any]) -> None:
-    project: PulumiProject = fleet["project"]
-    a = fleet["a"]
-    before = libvirt_inventory(fleet["prefix"])
+def guard_on_data_loss(s: TwoVmStack) -> None:
+    project, a = s.project, s.a
+    before = libvirt_inventory(s.prefix)
     uuid_a = domain_info(URI, a)["uuid"]
-    spec = fleet["spec"]
-    spec["vms"][a]["data_disks"] = [{"name": "data", "size": "512MiB"}]  # a shrink: a new, empty disk
-    rewrite(project, spec)
+    s.spec["vms"][a]["data_disks"] = [{"name": "data", "size": "512MiB"}]  # a shrink: a new, empty disk
+    rewrite(project, s.spec)
 
     plan = json.loads(ok(project.virtstack("plan", "-s", project.stack, "--format", "json"), 0))
     assert {v["vm"]: v["action"] for v in plan["vms"]} == {a: "replace_data_loss"}, plan
@@ -206,17 +244,16 @@ def test_3_guard_on_data_loss(fleet: dict[str, Any]) -> None:
     refused = project.virtstack("up", "-s", project.stack, "--yes")
     assert refused.returncode == 1
     assert "--allow-data-loss" in refused.stdout + refused.stderr
-    assert libvirt_inventory(fleet["prefix"]) == before
+    assert libvirt_inventory(s.prefix) == before
     assert domain_info(URI, a)["uuid"] == uuid_a
 
-    spec["vms"][a]["data_disks"] = [{"name": "data", "size": "1GiB"}]  # back to what is deployed
-    rewrite(project, spec)
+    s.spec["vms"][a]["data_disks"] = [{"name": "data", "size": "1GiB"}]  # back to what is deployed
+    rewrite(project, s.spec)
     ok(project.virtstack("plan", "-s", project.stack, "--detailed-exitcode"), 0)
 
 
-def test_4_drift_is_reported_then_healed(fleet: dict[str, Any]) -> None:
-    project: PulumiProject = fleet["project"]
-    a, b = fleet["a"], fleet["b"]
+def drift_is_reported_then_healed(s: TwoVmStack) -> None:
+    project, a, b = s.project, s.a, s.b
     subprocess.run(["virsh", "-c", URI, "destroy", b], check=True, capture_output=True)
     subprocess.run(["virsh", "-c", URI, "destroy", a], check=True, capture_output=True)
     subprocess.run(["virsh", "-c", URI, "undefine", a], check=True, capture_output=True)
@@ -236,13 +273,13 @@ def test_4_drift_is_reported_then_healed(fleet: dict[str, Any]) -> None:
     ok(project.virtstack("drift", "-s", project.stack), 0)
 
 
-def test_9_password_never_in_plaintext(fleet: dict[str, Any]) -> None:
-    project: PulumiProject = fleet["project"]
+def password_never_in_plaintext(s: TwoVmStack) -> None:
+    project = s.project
     # The guest got it (cloud-init set it) ...
-    wait_for(lambda: agent_command(fleet["a"], "guest-ping"), BOOT_TIMEOUT, 2, "agent")
-    shadow = guest_exec(fleet["a"], ["/bin/sh", "-c", "grep '^ops:' /etc/shadow | cut -d: -f2 | cut -c1-3"])
+    wait_for(lambda: agent_command(s.a, "guest-ping"), BOOT_TIMEOUT, 2, "agent")
+    shadow = guest_exec(s.a, ["/bin/sh", "-c", "grep '^ops:' /etc/shadow | cut -d: -f2 | cut -c1-3"])
     assert shadow.startswith("$"), "cloud-init did not set the ops password"
-    # ... but it is nowhere in state, CLI output or logs.
+    # ... but it is nowhere in state, CLI output (of every step above) or logs.
     ok(project.virtstack("inventory", "-s", project.stack, "--format", "json"))
     places = {"state": project.state_text(), "cli output": "\n".join(project.transcript)}
     for log in [

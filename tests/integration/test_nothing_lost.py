@@ -29,6 +29,7 @@ from tests.integration.realenv import (
     local_spec,
     wait_for,
 )
+from virtstack.provider.refresh import refresh_pool
 
 BOOT_TIMEOUT = 300
 MARKER_OFFSET_BLOCKS = 2048  # 1 MiB into the raw data disk: no filesystem needed
@@ -92,7 +93,7 @@ def scrub(prefix: str) -> None:
     try:  # trashed disks and owner records are named after the stack, not the prefix
         for pool in conn.listAllStoragePools():
             if pool.name().startswith(prefix) and pool.isActive():
-                pool.refresh(0)
+                refresh_pool(pool)
                 for v in pool.listAllVolumes():
                     v.delete(0)
     finally:

@@ -11,7 +11,7 @@ import pytest
 
 from components import Fleet, FleetArgs
 from components.libvirt_args import Connection, ResolvedImage, bridge_name
-from virtstack.loader import load_spec
+from virtstack.spec.loader import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 GiB, MiB = 2**30, 2**20

@@ -27,11 +27,11 @@ from virtstack.contract import (
     pool_owner_volume,
 )
 from virtstack.fleet import expand_fleet, expand_group, resolve_pool
-from virtstack.loader import load_spec
 from virtstack.props import PROPS_BY_KIND, DomainProps, VolumeProps
 from virtstack.provider import xml
 from virtstack.provider.resources import Domain, Network, Pool, Volume
 from virtstack.spec import HostSpec, Memory, VmSpec
+from virtstack.spec.loader import load_spec
 from virtstack.units import GIB, KIB, MIB, parse_size
 
 # ------------------------------------------------------------------------------------ normalisation

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
-from virtstack import yamldoc
 from virtstack.errors import SpecError
-from virtstack.loader import parse_spec
-from virtstack.placement import plan
+from virtstack.placement import place_fleet
+from virtstack.spec import yamldoc
+from virtstack.spec.loader import parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 STACKS = {name: (REPO / "stacks" / name).read_text() for name in ("dev.yaml", "lab.yaml")}
@@ -236,7 +236,7 @@ def data_mutant(rng: random.Random, data: Any) -> str:
 
 def check(text: str, file: str) -> None:
     try:
-        plan(parse_spec(text, file), file)
+        place_fleet(parse_spec(text, file), file)
     except SpecError as error:
         assert error.issues
         for issue in error.issues:

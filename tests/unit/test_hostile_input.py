@@ -23,8 +23,8 @@ import pytest
 
 from virtstack import placement
 from virtstack.errors import MAX_SHOWN_ISSUES, SpecError, SpecIssue
-from virtstack.loader import parse_spec
-from virtstack.placement import plan
+from virtstack.placement import place_fleet
+from virtstack.spec.loader import parse_spec
 from virtstack.validate import MAX_DATA_DISKS, MAX_HOSTS, MAX_INSTANCES, MAX_NICS, check_totals
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,12 +51,12 @@ def many_hosts(n: int, networks: str = LAN) -> list[str]:
 
 
 def measured(text: str) -> tuple[Any, float, int]:
-    """plan(parse_spec(text)), its seconds and its peak of Python allocations."""
+    """place_fleet(parse_spec(text)), its seconds and its peak of Python allocations."""
     started = time.monotonic()
     tracemalloc.start()
     try:
         spec = parse_spec(text, F)
-        result = plan(spec, F)
+        result = place_fleet(spec, F)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -106,13 +106,13 @@ def test_placement_work_is_capped_with_a_clear_message(monkeypatch: pytest.Monke
     ]
     spec = parse_spec(stack(hosts, groups), F)
     with pytest.raises(SpecError) as caught:
-        plan(spec, F)
+        place_fleet(spec, F)
     assert str(caught.value) == (
         f"{F}: vms: placement gave up after 300 host checks (9 VMs of 1 sizes and network/pool needs over "
         "50 hosts); pin groups to hosts with host: or use fewer distinct sizes and network combinations"
     )
     monkeypatch.setattr(placement, "MAX_PLACEMENT_STEPS", 5_000_000)
-    assert set(plan(spec, F).placement.assignments.values()) == {"h0000"}
+    assert set(place_fleet(spec, F).placement.assignments.values()) == {"h0000"}
 
 
 TOTALS = {

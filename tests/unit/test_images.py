@@ -21,8 +21,8 @@ import yaml
 
 from virtstack.edge import resolve_images
 from virtstack.errors import SpecError
-from virtstack.loader import parse_spec
 from virtstack.spec import StackSpec
+from virtstack.spec.loader import parse_spec
 
 F = "stacks/x.yaml"
 QEMU_IMG = shutil.which("qemu-img") or "qemu-img"

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import random
 import time
 from typing import Any
@@ -16,9 +18,9 @@ from hypothesis import strategies as st
 
 from virtstack.errors import SpecError
 from virtstack.fleet import VmInstance, expand_group
-from virtstack.loader import parse_spec
-from virtstack.placement import Placement, place, plan
+from virtstack.placement import Placement, instance_path, place, place_fleet
 from virtstack.spec import HostSpec, StackSpec, VmSpec
+from virtstack.spec.loader import parse_spec, parse_stack
 from virtstack.units import GIB
 
 F = "stacks/x.yaml"
@@ -213,13 +215,17 @@ FAILURES: list[tuple[str, list[VmInstance], dict[str, HostSpec], list[str]]] = [
         "vcpus",
         vms("db", 3, vcpus=2),
         {"node-a": host(vcpus=3), "node-b": host(vcpus=2)},
-        [f"{F}: vms.db-3: cannot be placed: no host has 2 vCPUs free (node-a 1 free, node-b 0 free)"],
+        [
+            f"{F}: vms.db (instance db-3): cannot be placed: no host has 2 vCPUs free (node-a 1 free, node-b 0 free)"
+        ],
     ),
     (
         "memory",
         vms("db", 2, memory="12GiB"),
         {"node-a": host(), "node-b": host(networks=("x",))},
-        [f"{F}: vms.db-2: cannot be placed: no host has 12 GiB of memory free (node-a 4 GiB free)"],
+        [
+            f"{F}: vms.db (instance db-2): cannot be placed: no host has 12 GiB of memory free (node-a 4 GiB free)"
+        ],
     ),
     (
         "too big for any host",
@@ -355,7 +361,7 @@ def _vm(host: str, mac: str) -> dict[str, Any]:
 def test_plan_same_mac_on_one_host_network() -> None:
     spec = _stack({"a": _vm("node-a", "52:54:00:00:00:01"), "b": _vm("node-a", "52:54:00:00:00:01")})
     with pytest.raises(SpecError) as info:
-        plan(spec, F)
+        place_fleet(spec, F)
     assert str(info.value) == (
         f"{F}: vms.b.nics[0].mac: 52:54:00:00:00:01 on network lab on host node-a is used by both a and b"
     )
@@ -363,7 +369,7 @@ def test_plan_same_mac_on_one_host_network() -> None:
 
 def test_plan_same_mac_on_different_hosts_is_fine_for_nat() -> None:
     spec = _stack({"a": _vm("node-a", "52:54:00:00:00:01"), "b": _vm("node-b", "52:54:00:00:00:01")})
-    assert plan(spec, F).placement.assignments == {"a": "node-a", "b": "node-b"}
+    assert place_fleet(spec, F).placement.assignments == {"a": "node-a", "b": "node-b"}
 
 
 def test_plan_same_mac_on_a_bridge_clashes_across_hosts() -> None:
@@ -371,7 +377,7 @@ def test_plan_same_mac_on_a_bridge_clashes_across_hosts() -> None:
         {"a": _vm("node-a", "52:54:00:00:00:01"), "b": _vm("node-b", "52:54:00:00:00:01")}, bridge=True
     )
     with pytest.raises(SpecError) as info:
-        plan(spec, F)
+        place_fleet(spec, F)
     assert (
         str(info.value) == f"{F}: vms.b.nics[0].mac: 52:54:00:00:00:01 on network lab is used by both a and b"
     )
@@ -390,8 +396,8 @@ def test_plan_uses_previous() -> None:
             }
         }
     )
-    assert plan(spec, F).placement.assignments == {"web": "node-a", "web-2": "node-b"}
-    moved = plan(spec, F, previous={"web": "node-b", "web-2": "node-a"})
+    assert place_fleet(spec, F).placement.assignments == {"web": "node-a", "web-2": "node-b"}
+    moved = place_fleet(spec, F, previous={"web": "node-b", "web-2": "node-a"})
     assert moved.placement.assignments == {"web": "node-b", "web-2": "node-a"}
 
 
@@ -409,11 +415,11 @@ def test_plan_keeps_the_legacy_name_of_a_deployed_first_instance() -> None:
             }
         }
     )
-    legacy = plan(spec, F, previous={"web-1": "node-b", "web-2": "node-a"})
+    legacy = place_fleet(spec, F, previous={"web-1": "node-b", "web-2": "node-a"})
     assert [vm.name for vm in legacy.fleet] == ["web-1", "web-2", "web-3"]
     assert {"web-1": "node-b", "web-2": "node-a"}.items() <= legacy.placement.assignments.items()
     # Without the old name in the previous deployment, the new rule applies.
-    fresh = plan(spec, F, previous={"web-2": "node-a"})
+    fresh = place_fleet(spec, F, previous={"web-2": "node-a"})
     assert [vm.name for vm in fresh.fleet] == ["web", "web-2", "web-3"]
 
 
@@ -596,7 +602,7 @@ def test_ten_thousand_vms_on_five_hundred_hosts() -> None:
     start = time.perf_counter()
     spec = parse_spec(text, "big.yaml")
     loaded = time.perf_counter()
-    result = plan(spec, "big.yaml")
+    result = place_fleet(spec, "big.yaml")
     done = time.perf_counter()
     assert len(result.fleet) == 10_000
     assert len(result.placement.assignments) == 10_000
@@ -614,5 +620,77 @@ def test_a_group_named_like_a_legacy_instance_is_not_taken_for_one() -> None:
     `web-1` as well (two VMs of one name)."""
     shape = {"image": "img", "vcpus": 1, "memory": "1GiB", "disk": "1GiB", "nics": [{"network": "lab"}]}
     spec = _stack({"web-1": dict(shape), "web": dict(shape)})
-    placed = plan(spec, F, previous={"web-1": "node-a"})
+    placed = place_fleet(spec, F, previous={"web-1": "node-a"})
     assert sorted(vm.name for vm in placed.fleet) == ["web", "web-1"]
+
+
+# ------------------------------------------------ load_stack + place_fleet, instance paths
+
+
+def _web(count: int) -> dict[str, Any]:
+    return {
+        "count": count,
+        "image": "img",
+        "vcpus": 1,
+        "memory": "1GiB",
+        "disk": "1GiB",
+        "nics": [{"network": "lab"}],
+    }
+
+
+def _stack_text(vm_groups: dict[str, Any]) -> str:
+    doc = {
+        "hosts": {
+            "node-a": {
+                "uri": "qemu:///system",
+                "capacity": {"vcpus": 8, "memory": "16GiB", "disk": "200GiB"},
+                "pools": {"vms": {"path": "/p"}},
+                "networks": {"lab": {"mode": "nat", "cidr": "10.77.0.0/24"}},
+            }
+        },
+        "images": {"img": {"source": "i.qcow2"}},
+        "vms": vm_groups,
+    }
+    return yaml.safe_dump(doc)
+
+
+def test_load_stack_expands_once_with_the_deployed_names_and_placement_uses_that_fleet() -> None:
+    stack = parse_stack(_stack_text({"web": _web(3)}), F, deployed={"web-1"})
+    assert [vm.name for vm in stack.fleet] == ["web-1", "web-2", "web-3"]
+    placed = place_fleet(stack.spec, F, previous={"web-1": "node-a"}, fleet=stack.fleet)
+    assert [vm.name for vm in placed.fleet] == ["web-1", "web-2", "web-3"]
+    # Without deployed names the first instance is the group's name (fleet.instance_names).
+    assert [vm.name for vm in parse_stack(_stack_text({"web": _web(3)}), F).fleet] == [
+        "web",
+        "web-2",
+        "web-3",
+    ]
+
+
+def test_loading_leaves_the_garbage_collector_alone() -> None:
+    """The collector is paused at the command's edge (virtstack validate), never by the library."""
+    frozen, enabled = gc.get_freeze_count(), gc.isenabled()
+    parse_stack(_stack_text({"web": _web(3)}), F)
+    assert (gc.get_freeze_count(), gc.isenabled()) == (frozen, enabled)
+
+
+def test_a_mac_clash_inside_a_group_names_the_group_and_the_instance() -> None:
+    stack = parse_stack(_stack_text({"web": _web(2)}), F)
+    first, second = stack.fleet
+    clashing = dataclasses.replace(second, nics=(dataclasses.replace(second.nics[0], mac=first.nics[0].mac),))
+    with pytest.raises(SpecError) as info:
+        place_fleet(stack.spec, F, fleet=[first, clashing])
+    assert str(info.value) == (
+        f"{F}: vms.web.nics[0].mac (instance web-2): {first.nics[0].mac} on network lab on host node-a "
+        "is used by both web and web-2 (derived MACs rarely collide; set mac on one of them)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("group", "name", "path"), [("db", "db", "vms.db"), ("db", "db-3", "vms.db (instance db-3)")]
+)
+def test_instance_paths_name_what_is_in_the_file(group: str, name: str, path: str) -> None:
+    vm = next(
+        vm for vm in expand_group(group, VmSpec.model_validate(_web(3) | {"nics": []})) if vm.name == name
+    )
+    assert instance_path(vm) == path

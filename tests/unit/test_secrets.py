@@ -18,10 +18,10 @@ from virtstack.cloudinit import instance_id, instance_id_key, render_user_data
 from virtstack.edge import resolve_passwords
 from virtstack.errors import SpecError, VirtstackError
 from virtstack.fleet import VmInstance, expand_group
-from virtstack.loader import parse_spec
 from virtstack.ops.logs import write_log
 from virtstack.ops.project import LOCAL_DEV_PASSPHRASE, Project, engine_env, ensure_state_dir
 from virtstack.spec import StackSpec, VmSpec
+from virtstack.spec.loader import parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 F = "stacks/x.yaml"

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from virtstack.errors import SpecError, SpecIssue
-from virtstack.loader import format_loc, load_spec, parse_spec
 from virtstack.spec import StackSpec
+from virtstack.spec.loader import format_loc, load_spec, parse_spec
 
 F = "stacks/lab.yaml"
 REPO = Path(__file__).resolve().parents[2]
@@ -1246,10 +1246,10 @@ def test_fixture_files_are_valid(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["dev.yaml", "lab.yaml"])
 def test_example_stacks_are_valid(name: str) -> None:
-    from virtstack.placement import plan
+    from virtstack.placement import place_fleet
 
     spec = load_spec(REPO / "stacks" / name, display_name=f"stacks/{name}")
-    result = plan(spec, f"stacks/{name}")
+    result = place_fleet(spec, f"stacks/{name}")
     assert len(result.placement.assignments) == len(result.fleet)
 
 

@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from virtstack.units import GIB, KIB, MIB, TIB, format_size, parse_size
+from virtstack.units import GIB, KIB, MIB, SIZE_PATTERN, TIB, format_size, parse_size
 
 VALID = [
     (0, 0),
@@ -107,3 +109,41 @@ def test_format_parses_back_within_rounding(n: int) -> None:
     # Two decimals of a unit <= n: off by at most 0.5% of n, plus the byte
     # that parsing truncates (exact below 1 KiB).
     assert abs(back - n) <= n * 0.005 + 1
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "",
+        "B",
+        "b",
+        "K",
+        "KB",
+        "Ki",
+        "KiB",
+        "kib",
+        "M",
+        "MB",
+        "Mi",
+        "MiB",
+        "G",
+        "GB",
+        "Gi",
+        "GiB",
+        "T",
+        "TB",
+        "Ti",
+        "TiB",
+        "P",
+        "PB",
+        "Pi",
+        "PiB",
+    ],
+)
+def test_every_unit_is_in_the_published_pattern_and_parses(unit: str) -> None:
+    """SIZE_PATTERN is both the parser's syntax and the JSON Schema's: a unit the parser takes is one
+    an editor accepts, and the factor is 1000- or 1024-based by the 'i'."""
+    assert re.match(SIZE_PATTERN, f"3{unit}")
+    power = "_KMGTP".find(unit[:1].upper()) if unit[:1].upper() in "KMGTP" else 0
+    base = 1024 if unit[1:2].lower() == "i" else 1000
+    assert parse_size(f"3{unit}") == 3 * base**power

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from virtstack.errors import SpecError
-from virtstack.loader import parse_spec
+from virtstack.spec.loader import parse_spec
 
 F = "stacks/x.yaml"
 # The passwords below (hunter2) are TEST-ONLY values.

@@ -124,3 +124,28 @@ def test_wait_ready_waits_for_the_agent_then_times_out_with_the_vm_named() -> No
     assert never == [
         "vm a on host local: its guest agent did not answer within 5 s; console log /l/a, QEMU log /var/log/libvirt/qemu/a.log"
     ]
+
+
+def test_a_pool_busy_with_libvirt_jobs_is_refreshed_once_they_end() -> None:
+    """Regression: `pool … has asynchronous jobs running` right after an upload failed a trash listing."""
+    from virtstack.provider.refresh import refresh_pool
+
+    class BusyPool:
+        calls = 0
+
+        def refresh(self, _flags: int) -> int:
+            self.calls += 1
+            if self.calls < 3:
+                raise libvirt.libvirtError("internal error: pool 'p' has asynchronous jobs running.")
+            return 0
+
+    pool = BusyPool()
+    refresh_pool(pool, wait=5)  # type: ignore[arg-type]
+    assert pool.calls == 3
+
+    class BrokenPool:
+        def refresh(self, _flags: int) -> int:
+            raise libvirt.libvirtError("cannot open directory '/x': No such file or directory")
+
+    with pytest.raises(libvirt.libvirtError, match="cannot open directory"):
+        refresh_pool(BrokenPool(), wait=5)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""virtstack.yamldoc builds data itself for speed; it must give what PyYAML's constructor gives.
+"""virtstack.spec.yamldoc builds data itself for speed; it must give what PyYAML's constructor gives.
 
 The reference is the same loader class (our resolvers: no base-60) run through PyYAML's own
 construct_document, so any difference is the builder's.
@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from virtstack import yamldoc
 from virtstack.errors import SpecError
-from virtstack.yamldoc import MAX_DEPTH, MAX_NODES, _Loader, _parse, _PureLoader, parse_yaml
+from virtstack.spec import yamldoc
+from virtstack.spec.yamldoc import MAX_DEPTH, MAX_NODES, _Loader, _parse, _PureLoader, parse_yaml
 
 
 def reference(text: str) -> Any:

@@ -218,7 +218,7 @@ def trash_note(plan: Any, ctx: click.Context, stack: str, no_trash: bool) -> str
         return "Disks this plan deletes are deleted for good (--no-trash)."
     days = "trash_days"
     try:
-        from virtstack.loader import load_spec
+        from virtstack.spec.loader import load_spec
 
         spec_file = services(ctx).project().spec_file(stack)
         days = str(load_spec(spec_file.path, display_name=spec_file.display).trash_days)

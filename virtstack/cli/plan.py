@@ -12,9 +12,9 @@ from virtstack.cli.common import (
     stack_option,
     write_output,
 )
-from virtstack.loader import load_spec
 from virtstack.ops.apply import make_plan
 from virtstack.ops.render import FORMATS, render_plan, summary_line
+from virtstack.spec.loader import load_spec
 
 
 def check_spec(ctx: click.Context, stack: str) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from virtstack.cli.common import require_terminal_or_yes, services, stack_name, stack_option
-from virtstack.loader import load_spec
 from virtstack.ops import trash as trash_ops
 from virtstack.spec import StackSpec
+from virtstack.spec.loader import load_spec
 from virtstack.units import format_size
 
 

@@ -16,13 +16,13 @@ from virtstack.cli.common import (
     trash_note,
 )
 from virtstack.cli.plan import check_spec
-from virtstack.loader import load_spec
 from virtstack.ops import trash as trash_ops
 from virtstack.ops.apply import apply_stack
 from virtstack.ops.classify import Plan
 from virtstack.ops.errors import Refused
 from virtstack.ops.progress import Progress
 from virtstack.ops.render import render_plan
+from virtstack.spec.loader import load_spec
 from virtstack.units import format_size
 
 

@@ -18,11 +18,10 @@ writing the engine's full output to a log file under the project's log directory
 
 from __future__ import annotations
 
-import contextlib
 import datetime
+import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -32,21 +31,17 @@ from typing import Any, Protocol
 
 from pulumi import automation as auto
 from pulumi.automation import events
-from pulumi.automation._cmd import CommandResult, PulumiCommand
 from pulumi.automation._stack import StackInitMode
-from pulumi.automation.errors import (
-    CommandError,
-    ConcurrentUpdateError,
-    StackNotFoundError,
-    create_command_error,
-)
+from pulumi.automation.errors import CommandError, ConcurrentUpdateError, StackNotFoundError
 
 from virtstack.errors import VirtstackError
-from virtstack.locks import StackLock, clear_stale_locks, holder_record, stack_locks
+from virtstack.locks import StackLock, clear_stale_locks, stack_locks
+from virtstack.ops.command import EngineInterrupted, InterruptiblePulumiCommand
 from virtstack.ops.errors import EngineError, StackNotFound
 from virtstack.ops.logs import write_log
-from virtstack.ops.project import Project, engine_env, ensure_state_dir
+from virtstack.ops.project import Project, ensure_state_dir
 from virtstack.ops.resources import describe, is_virtstack_resource, urn_name
+from virtstack.settings import PREVIOUS_PLACEMENT_ENV, Settings
 
 __all__ = [
     "Engine",
@@ -146,109 +141,6 @@ class EngineApi(Protocol):
     def interrupt(self, force: bool = False) -> bool: ...
 
 
-class EngineInterrupted(RuntimeError):
-    """An engine command was not started because the user interrupted virtstack."""
-
-
-class InterruptiblePulumiCommand(PulumiCommand):
-    """PulumiCommand.run, except that the child gets its own session and can be interrupted.
-
-    A terminal's Ctrl-C goes to its foreground process group; were the `pulumi` child in it, it would
-    get the signal too, and a second Ctrl-C (or virtstack's own) would make it terminate at once
-    instead of cancelling gracefully.  Here only virtstack gets it and forwards one SIGINT per
-    Ctrl-C: the first lets the engine finish the operations in flight, save the state and unlock the
-    stack; the second terminates it.
-    """
-
-    def __init__(self, root: str | None = None) -> None:
-        super().__init__(root=root)
-        self._processes: set[subprocess.Popen[str]] = set()
-        self._lock = threading.Lock()
-        self._interrupted = False
-
-    def run(
-        self,
-        args: list[str],
-        cwd: str,
-        additional_env: Mapping[str, str],
-        on_output: Callable[[str], Any] | None = None,
-        on_error: Callable[[str], Any] | None = None,
-    ) -> CommandResult:
-        sep = args.index("--") if "--" in args else len(args)
-        if "--non-interactive" not in args[:sep]:
-            args.insert(0, "--non-interactive")
-        env = {**os.environ, **additional_env, "PULUMI_AUTOMATION_API": "true"}
-        if os.path.isabs(self.command):
-            env["PATH"] = os.pathsep.join([os.path.dirname(self.command), env.get("PATH", "")])
-        stdout_chunks: list[str] = []
-        stderr_chunks: list[str] = []
-        if self._interrupted:  # Ctrl-C came between two engine commands: start no more
-            raise EngineInterrupted("interrupted before the engine started")
-
-        def consume(stream: Any, callback: Callable[[str], Any] | None, chunks: list[str]) -> None:
-            for line in iter(stream.readline, ""):
-                stripped = line.rstrip()
-                if callback:
-                    callback(stripped)
-                chunks.append(stripped)
-            stream.close()
-
-        # The child waits at a gate (a shell reading a line from its stdin, then exec-ing pulumi under
-        # the same pid, stdin /dev/null as --non-interactive wants) until its holder record is written:
-        # the record must exist before the process can take a stack lock, so that a later run can tell
-        # whether the lock's holder is dead (virtstack.locks).
-        with (
-            subprocess.Popen(
-                ["/bin/sh", "-c", 'read -r _; exec "$0" "$@" </dev/null', self.command, *args],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=env,
-                encoding="utf-8",
-                start_new_session=True,
-            ) as process,
-            holder_record(env.get("PULUMI_BACKEND_URL"), process.pid),
-        ):
-            assert process.stdin is not None
-            with contextlib.suppress(BrokenPipeError):  # it was killed at the gate: nothing to open
-                process.stdin.write("\n")
-                process.stdin.close()
-            with self._lock:
-                self._processes.add(process)
-                if self._interrupted:  # Ctrl-C came while it was starting
-                    os.kill(process.pid, signal.SIGINT)
-            try:
-                readers = [
-                    threading.Thread(target=consume, args=(process.stdout, on_output, stdout_chunks)),
-                    threading.Thread(target=consume, args=(process.stderr, on_error, stderr_chunks)),
-                ]
-                for reader in readers:
-                    reader.start()
-                for reader in readers:
-                    reader.join()
-                process.wait()
-            finally:
-                with self._lock:
-                    self._processes.discard(process)
-        result = CommandResult(
-            stdout="\n".join(stdout_chunks), stderr="\n".join(stderr_chunks), code=process.returncode
-        )
-        if result.code != 0:
-            raise create_command_error(result)
-        return result
-
-    def interrupt(self, force: bool = False) -> bool:
-        """SIGINT to every running child (a graceful cancel); `force`: SIGKILL.  True if any ran."""
-        with self._lock:
-            self._interrupted = True
-            running = [p for p in self._processes if p.poll() is None]
-        for process in running:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL if force else signal.SIGINT)
-        return bool(running)
-
-
 def _quiet(collect: OnEvent, keep: Callable[[str], None]) -> dict[str, Any]:
     """Automation API arguments shared by every operation: events to `collect`, the engine's text
     output to `keep` (for the log of a failed run), none of the CLI's own progress display."""
@@ -312,7 +204,8 @@ class Engine:
     def __init__(self, project: Project, environ: Mapping[str, str] | None = None) -> None:
         self.project = project
         self.environ = dict(os.environ if environ is None else environ)
-        self.env = engine_env(project, self.environ)
+        self.settings = Settings.from_env(self.environ, root=project.root)
+        self.env = self.settings.engine_env(self.environ)
         self._command: InterruptiblePulumiCommand | None = None
         self._workspace: auto.LocalWorkspace | None = None
         self._stacks: dict[str, _Stack] = {}
@@ -384,6 +277,8 @@ class Engine:
             # stale before it is shown, and applying it would fail on the lock anyway.
             raise self._locked(stack, held)
         handle = self._stack(stack, create=create)
+        if method in ("preview", "apply", "up"):
+            self._pass_previous_placement(stack)
         seen: list[events.EngineEvent] = []
         output: list[str] = []
         lock = threading.Lock()
@@ -409,6 +304,23 @@ class Engine:
             log = self._log(operation, stack, output, str(err))
             raise EngineError(message, str(log)) from None
         return seen
+
+    def _pass_previous_placement(self, stack: str) -> None:
+        """Give the program the placement the last deployment recorded (the stack's `placement`
+        output) in PREVIOUS_PLACEMENT_ENV, read once per Engine: the program would otherwise run
+        `pulumi stack output` itself on every preview and every update (virtstack.edge)."""
+        workspace = self.workspace()
+        env = dict(workspace.env_vars)
+        if PREVIOUS_PLACEMENT_ENV in env:
+            return
+        args = ["stack", "output", "placement", "--json", "--stack", stack]
+        try:
+            out = self._command_or_fail().run(args, str(self.project.root), env).stdout
+            placement = json.loads(out or "{}")
+        except (CommandError, ValueError):  # never deployed, or no such output yet
+            placement = {}
+        env[PREVIOUS_PLACEMENT_ENV] = json.dumps(placement if isinstance(placement, dict) else {})
+        workspace.env_vars = env  # every later command of this workspace passes it on
 
     def _backend_url(self) -> str | None:
         return self.env.get("PULUMI_BACKEND_URL") or self.environ.get("PULUMI_BACKEND_URL")
@@ -463,7 +375,9 @@ class Engine:
         on_event: OnEvent | None = None,
     ) -> dict[str, Any]:
         plan = str(plan_file) if plan_file else None
-        seen = self._run("up", stack, "apply", on_event, create=True, refresh=refresh, plan=plan)
+        # "up": Stack.up() with its follow-up reads (the bench's baseline, VIRTSTACK_ENGINE_FULL_UP).
+        method = "up" if self.settings.engine_full_up else "apply"
+        seen = self._run("up", stack, method, on_event, create=True, refresh=refresh, plan=plan)
         return stack_outputs_of(seen)
 
     def preview_refresh(self, stack: str, *, on_event: OnEvent | None = None) -> list[events.EngineEvent]:

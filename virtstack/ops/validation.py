@@ -1,10 +1,10 @@
 """`virtstack validate`: the stack file checked and placed, without the engine or libvirt.
 
 Public API:
-    validate_spec_file(spec_file, project_root=None, environ=None) -> FleetPlan
+    validate_spec_file(spec_file, project_root=None, environ=None) -> PlacedFleet
         Raises SpecError listing every problem; with the project's root, local image sources must
         lie in its image directories (virtstack.images.check_image_locations).
-    render_validation(spec_file, fleet_plan) -> str
+    render_validation(spec_file, placed) -> str
         The VMs and the host placement puts each on, then per host the vCPUs, memory and disk the
         placed VMs use of the capacity virtstack may allocate there.
 
@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from virtstack.images import check_image_locations
-from virtstack.loader import load_spec
 from virtstack.ops.project import SpecFile
-from virtstack.placement import FleetPlan, HostUsage, plan
+from virtstack.placement import HostUsage, PlacedFleet, place_fleet
+from virtstack.spec.loader import load_stack
 from virtstack.units import format_size
 
 __all__ = ["render_validation", "validate_spec_file"]
@@ -28,11 +28,11 @@ __all__ = ["render_validation", "validate_spec_file"]
 
 def validate_spec_file(
     spec_file: SpecFile, project_root: Path | None = None, environ: Mapping[str, str] | None = None
-) -> FleetPlan:
-    spec = load_spec(spec_file.path, display_name=spec_file.display)
+) -> PlacedFleet:
+    stack = load_stack(spec_file.path, display_name=spec_file.display)
     if project_root is not None:  # image sources are relative to the project
-        check_image_locations(spec, project_root, spec_file.display, environ)
-    return plan(spec, spec_file.display)
+        check_image_locations(stack.spec, project_root, spec_file.display, environ)
+    return place_fleet(stack.spec, spec_file.display, fleet=stack.fleet)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -58,9 +58,9 @@ def _usage_row(usage: HostUsage) -> list[str]:
     ]
 
 
-def render_validation(spec_file: SpecFile, fleet_plan: FleetPlan) -> str:
-    placement = fleet_plan.placement
-    vms = fleet_plan.fleet
+def render_validation(spec_file: SpecFile, placed: PlacedFleet) -> str:
+    placement = placed.placement
+    vms = placed.fleet
     hosts = sorted(placement.usage)
     lines = [
         f"{spec_file.display}: valid ({len(vms)} VM{'s' if len(vms) != 1 else ''}, "

@@ -11,7 +11,9 @@ pulumi-libvirt (or its successor) without touching the rest of the project.
 
 from __future__ import annotations
 
+from virtstack.settings import Settings
+
 # How many resource operations the provider process runs at once (virtstack.provider.server; Pulumi's
 # own server runs 4). 16 lets the engine's `--parallel` (16, virtstack.ops.project.ENGINE_PARALLEL)
 # through; the libvirt connections per host are sized for it (connection.CONNECTIONS_PER_HOST).
-PROVIDER_THREADS = 16
+PROVIDER_THREADS = Settings.from_env().provider_threads  # VIRTSTACK_PROVIDER_THREADS, default 16

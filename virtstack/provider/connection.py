@@ -26,22 +26,19 @@ from typing import TypeVar
 
 import libvirt
 
+from virtstack.settings import Settings
+
 T = TypeVar("T")
 
 # How long an operation waits for a restarting daemon before it gives up.
 RECONNECT_SECONDS = 60.0
 
 
-def _seconds(name: str, default: float) -> float:
-    try:
-        value = float(os.environ.get(name, ""))
-    except ValueError:
-        return default
-    return value if value > 0 else default
+_SETTINGS = Settings.from_env()
 
 
 # How long `libvirt.open` may take (ssh or TLS handshake included) before the host counts as hung.
-OPEN_TIMEOUT = _seconds("VIRTSTACK_CONNECT_TIMEOUT", 30.0)
+OPEN_TIMEOUT = _SETTINGS.connect_timeout  # VIRTSTACK_CONNECT_TIMEOUT
 # How long a host whose open timed out counts as hung: one provider process serves one engine run, and
 # the engine asks about each object several times (check, create, refresh), each of which would
 # otherwise wait out its own timeout.
@@ -53,7 +50,7 @@ KEEPALIVE_COUNT = 3
 # libvirtd's defaults: 5 calls at once per connection, 20 worker threads per daemon. Three connections
 # let the provider's operations (see virtstack.provider's PROVIDER_THREADS) run side by side on one host
 # without taking every worker of its daemon.
-CONNECTIONS_PER_HOST = 3
+CONNECTIONS_PER_HOST = _SETTINGS.connections_per_host  # VIRTSTACK_CONNECTIONS_PER_HOST, default 3
 
 # Guards the dictionaries below only; never held while talking to a host.
 _lock = threading.Lock()

@@ -16,6 +16,7 @@ import libvirt
 
 from virtstack.contract import Owner, TrashName
 from virtstack.provider.connection import is_not_found
+from virtstack.provider.refresh import refresh_pool
 from virtstack.provider.xml import parse_volume
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -65,7 +66,7 @@ def move_to_trash(
 
 def list_trash(pool: libvirt.virStoragePool, owner: Owner) -> list[TrashedDisk]:
     """This stack's trashed disks in `pool`, oldest first."""
-    pool.refresh(0)
+    refresh_pool(pool)
     found = []
     for volname in pool.listVolumes():
         parsed = TrashName.parse(volname)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 from click.testing import CliRunner
@@ -93,7 +94,7 @@ def test_validate_reports_placement_errors(tmp_path: Path) -> None:
     assert run(tmp_path, "validate", "-f", str(spec)) == (
         1,
         "",
-        f"{spec}: vms.rec-vm-3: cannot be placed: no host has 1 vCPU free (local 0 free)\n",
+        f"{spec}: vms.rec-vm (instance rec-vm-3): cannot be placed: no host has 1 vCPU free (local 0 free)\n",
     )
 
 
@@ -151,3 +152,28 @@ def test_schema_names_and_extension_keys() -> None:
 def test_readme_shows_how_to_point_editors_at_the_schema() -> None:
     readme = (PROJECT_ROOT / "README.md").read_text()
     assert "# yaml-language-server: $schema=../schema/stack.schema.json" in readme
+
+
+def test_a_validator_without_its_schema_is_refused() -> None:
+    """Every scalar carries its JSON Schema (virtstack.spec.scalars.Scalar); a bare plain validator
+    would publish an empty schema that accepts anything, so the generator refuses it."""
+    import pytest
+    from pydantic import BaseModel, PlainValidator
+
+    from virtstack.ops.schema import _StackSchemaGenerator
+    from virtstack.spec.scalars import Scalar, string
+
+    def check_colour(value: object) -> str:
+        return str(value)
+
+    class Bare(BaseModel):
+        colour: Annotated[str, PlainValidator(check_colour)]
+
+    class Declared(BaseModel):
+        colour: Annotated[str, Scalar(check_colour, string("^[a-z]+$", "a colour"))]
+
+    with pytest.raises(ValueError, match="check_colour has no JSON Schema"):
+        Bare.model_json_schema(schema_generator=_StackSchemaGenerator)
+    declared = Declared.model_json_schema(schema_generator=_StackSchemaGenerator)
+    colour = declared["properties"]["colour"]
+    assert (colour["type"], colour["pattern"], colour["description"]) == ("string", "^[a-z]+$", "a colour")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,13 +14,27 @@ from virtstack.errors import VirtstackError
 from virtstack.ops.engine import Engine, engine_error_message, stack_outputs_of
 from virtstack.ops.project import LOCAL_DEV_PASSPHRASE, default_stack, engine_env, find_project
 
+REPO = Path(__file__).resolve().parents[3]
+
 
 def test_engine_env_defaults_to_the_local_backend_and_the_documented_passphrase(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     env = engine_env(project, {"PATH": "/usr/bin"})
     assert env["PULUMI_BACKEND_URL"] == f"file://{tmp_path}/.virtstack/state"
     assert env["PULUMI_HOME"] == f"{tmp_path}/.virtstack/pulumi-home"
-    assert env["PULUMI_CONFIG_PASSPHRASE"] == LOCAL_DEV_PASSPHRASE == "virtstack-local-dev"
+    assert env["PULUMI_CONFIG_PASSPHRASE"] == LOCAL_DEV_PASSPHRASE
+    # "Documented": README tells users this passphrase and scripts/env.sh exports it for raw
+    # `pulumi`; a change in one place only would leave old state unreadable by the other path.
+    assert f"PULUMI_CONFIG_PASSPHRASE={LOCAL_DEV_PASSPHRASE}" in (REPO / "README.md").read_text()
+    sourced = subprocess.run(
+        ["bash", "-c", '. scripts/env.sh >/dev/null && printf %s "$PULUMI_CONFIG_PASSPHRASE"'],
+        cwd=REPO,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert sourced.stdout == LOCAL_DEV_PASSPHRASE
     assert env["PULUMI_SKIP_UPDATE_CHECK"] == "true"
 
 
@@ -148,10 +164,8 @@ def test_engine_error_without_diagnostics_uses_the_end_of_stderr() -> None:
 
 
 def test_engine_env_runs_as_many_operations_as_the_provider_serves(tmp_path: Path) -> None:
-    from virtstack.provider import PROVIDER_THREADS
-
-    env = engine_env(make_project(tmp_path), {"PATH": "/usr/bin"})
-    assert env["PULUMI_PARALLEL"] == str(PROVIDER_THREADS) == "16"
+    env = engine_env(make_project(tmp_path), {"PATH": "/usr/bin", "VIRTSTACK_PROVIDER_THREADS": "6"})
+    assert env["PULUMI_PARALLEL"] == "6"
     assert "PULUMI_PARALLEL" not in engine_env(
         make_project(tmp_path), {"PATH": "/usr/bin", "PULUMI_PARALLEL": "4"}
     )

@@ -1,16 +1,17 @@
 """Load a stack file: YAML -> StackSpec, with every problem as a SpecIssue.
 
 Public API:
-    load_spec(path: str | Path, display_name: str | None = None) -> StackSpec
-        Reads, parses, validates the schema and cross-validates the fleet
-        (virtstack.validate).  Raises SpecError carrying all issues; issues
-        name the file as given (or ``display_name``).
-    parse_spec(text: str, file: str) -> StackSpec
+    load_stack(path, display_name=None, deployed=()) -> LoadedStack(spec, fleet)
+        Reads, parses, validates the schema, expands the fleet once and
+        cross-validates it (virtstack.validate).  Raises SpecError carrying all
+        issues; issues name the file as given (or ``display_name``).
+    parse_stack(text, file, deployed=()) -> LoadedStack
         The same for text already in memory.
+    load_spec(path, display_name=None) / parse_spec(text, file) -> StackSpec
     issues_from_validation_error(error, file) -> list[SpecIssue]
     format_loc(loc) -> str        -- ("vms", "web", "nics", 0, "ip") -> "vms.web.nics[0].ip"
 
-YAML dialect and limits: see virtstack.yamldoc (safe YAML 1.1 without base-60
+YAML dialect and limits: see virtstack.spec.yamldoc (safe YAML 1.1 without base-60
 numbers, duplicate keys are errors, size, depth, value and alias limits checked
 while reading, self-referencing aliases rejected; positions as file:line:col).
 
@@ -22,24 +23,33 @@ fleet-wide totals (virtstack.validate.check_totals) before expanding counts.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import gc
 import re
 import types
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydantic import BaseModel, ValidationError
 
 from virtstack.errors import SpecError, SpecIssue
-from virtstack.spec import ISSUES_ERROR_TYPE, StackSpec
-from virtstack.validate import validate_spec
-from virtstack.yamldoc import MAX_TEXT_CHARS, parse_yaml
+from virtstack.fleet import VmInstance, expand_fleet
+from virtstack.spec.models import StackSpec
+from virtstack.spec.scalars import ISSUES_ERROR_TYPE
+from virtstack.spec.yamldoc import MAX_TEXT_CHARS, parse_yaml
+from virtstack.validate import check_totals, validate_spec
 
-__all__ = ["format_loc", "issues_from_validation_error", "load_spec", "parse_spec"]
+__all__ = [
+    "LoadedStack",
+    "format_loc",
+    "issues_from_validation_error",
+    "load_spec",
+    "load_stack",
+    "parse_spec",
+    "parse_stack",
+]
 
 MAX_FILE_BYTES = MAX_TEXT_CHARS  # refused before decoding, rather than after
 
@@ -184,32 +194,17 @@ def issues_from_validation_error(error: ValidationError, file: str) -> list[Spec
 # ---------------------------------------------------------------- entry points
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a stack is parsed and validated.
+@dataclass(frozen=True)
+class LoadedStack:
+    """A validated stack file and its fleet, expanded once (validation checked that very list)."""
 
-    Parsing allocates hundreds of thousands of long-lived, acyclic objects (nodes, dicts, models);
-    each allocation burst triggers collections that re-scan all of them, which made a
-    10,000-VM file several times slower to validate.  Nothing built here is cyclic garbage."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        # Everything allocated meanwhile is still in the youngest generation: the first collection
-        # after re-enabling would walk all of it (a third of a second for 10,000 VMs).  The spec
-        # lives as long as the command, so it is moved out of the collector's sight instead.
-        gc.freeze()
-        if was_enabled:
-            gc.enable()
+    spec: StackSpec
+    fleet: tuple[VmInstance, ...]
 
 
-def parse_spec(text: str, file: str) -> StackSpec:
-    with _collector_paused():
-        return _parse_spec(text, file)
-
-
-def _parse_spec(text: str, file: str) -> StackSpec:
+def parse_stack(text: str, file: str, deployed: Collection[str] = ()) -> LoadedStack:
+    """Parse and validate ``text``; ``deployed`` names the VMs of the last deployment (see
+    virtstack.fleet.instance_names), so the fleet validated is the one that will be placed."""
     data, issues = parse_yaml(text, file)
     if data is None:
         data = {}
@@ -223,10 +218,18 @@ def _parse_spec(text: str, file: str) -> StackSpec:
         raise SpecError(issues + issues_from_validation_error(error, file)) from None
     if issues:
         raise SpecError(issues)
-    issues = validate_spec(spec, file)
+    totals = check_totals(spec, file)
+    if totals:  # before expanding: a typo'd count must not expand forever
+        raise SpecError(totals)
+    fleet = tuple(expand_fleet(spec, deployed))
+    issues = validate_spec(spec, file, fleet)
     if issues:
         raise SpecError(issues)
-    return spec
+    return LoadedStack(spec, fleet)
+
+
+def parse_spec(text: str, file: str) -> StackSpec:
+    return parse_stack(text, file).spec
 
 
 def _read_at_most(handle: BinaryIO, limit: int) -> bytes:
@@ -242,7 +245,10 @@ def _read_at_most(handle: BinaryIO, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def load_spec(path: str | Path, display_name: str | None = None) -> StackSpec:
+def load_stack(
+    path: str | Path, display_name: str | None = None, deployed: Collection[str] = ()
+) -> LoadedStack:
+    """Read ``path`` and parse_stack it; issues name the file as ``display_name`` (default: path)."""
     file = display_name if display_name is not None else str(path)
     try:
         with open(path, "rb") as handle:
@@ -255,4 +261,9 @@ def load_spec(path: str | Path, display_name: str | None = None) -> StackSpec:
         text = raw.decode("utf-8-sig")  # -sig: tolerate a BOM from Windows editors
     except UnicodeDecodeError as error:
         raise SpecError.single(file, "", f"not UTF-8 text (bad byte at offset {error.start})") from None
-    return parse_spec(text, file)
+    return parse_stack(text, file, deployed)
+
+
+def load_spec(path: str | Path, display_name: str | None = None) -> StackSpec:
+    """load_stack for callers that need only the spec."""
+    return load_stack(path, display_name).spec
