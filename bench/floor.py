@@ -28,6 +28,7 @@ import yaml
 from bench.specs import PROJECT_ROOT
 from components import libvirt_args as la
 from virtstack.cloudinit import render_meta_data, render_network_config, render_user_data
+from virtstack.contract import Owner
 from virtstack.edge import resolve_connections, resolve_images
 from virtstack.fleet import resolve_pool
 from virtstack.placement import place_fleet
@@ -68,6 +69,8 @@ def _seed_iso(files: dict[str, str], workdir: str) -> str:
 class Floor:
     def __init__(self, spec: dict[str, Any], stack: str, workers: int = 8) -> None:
         self.stack = stack
+        # The floor records the same owner as virtstack would, so its objects look like a stack's.
+        self.owner = Owner("virtstack", stack)
         self.workers = workers
         self.model = parse_spec(yaml.safe_dump(spec), "floor.yaml")
         self.fleet_plan = place_fleet(self.model, "floor.yaml")
@@ -75,6 +78,9 @@ class Floor:
         self.images = resolve_images(self.model, PROJECT_ROOT, "floor.yaml", {"debian-12"})
         self._local = threading.local()
         self.phase: dict[str, float] = {}
+
+    def _place(self, pool: str) -> la.PoolPlace:
+        return la.PoolPlace(pool, False, self.owner)
 
     def _conn(self, uri: str) -> libvirt.virConnect:
         conns = self._local.__dict__.setdefault("conns", {})
@@ -87,17 +93,21 @@ class Floor:
         spec, conn_info = self.model.hosts[host], self.connections[host]
         conn = self._conn(conn_info.uri)
         for name, pool_spec in spec.pools.items():
-            pool = conn.storagePoolDefineXML(xml.pool_xml(la.pool_props(conn_info, name, pool_spec)), 0)
+            pool = conn.storagePoolDefineXML(
+                xml.pool_xml(la.pool_props(conn_info, self.owner, name, pool_spec)), 0
+            )
             pool.build(0)
             pool.create(0)
             pool.setAutostart(1)
         for name, net_spec in spec.networks.items():
-            net = conn.networkDefineXML(xml.network_xml(la.network_props(conn_info, name, net_spec)))
+            net = conn.networkDefineXML(
+                xml.network_xml(la.network_props(conn_info, self.owner, name, net_spec))
+            )
             net.create()
             net.setAutostart(1)
         image = self.images["debian-12"]
         pool_name = next(iter(spec.pools))
-        props = la.base_volume_props(conn_info, pool_name, image)
+        props = la.base_volume_props(conn_info, self._place(pool_name), image)
         pool = conn.storagePoolLookupByName(pool_name)
         vol = pool.createXML(xml.volume_xml(props, qcow2_virtual_size(image.source)), 0)
         _upload(conn, vol, image.source)
@@ -109,19 +119,20 @@ class Floor:
         pool_name = resolve_pool(spec, vm.pool) or ""
         pool = conn.storagePoolLookupByName(pool_name)
         image = self.images[vm.image]
-        root = la.root_volume_props(conn_info, pool_name, vm, image, base_path)
-        pool.createXML(xml.volume_xml(root, int(root["size"])), 0)
+        place = self._place(pool_name)
+        root = la.root_volume_props(conn_info, place, vm, image, base_path)
+        pool.createXML(xml.volume_xml(root, int(vm.disk_bytes)), 0)
         network_config = render_network_config(vm, {n: spec.networks[n] for n in vm.networks})
         files = {"user-data": render_user_data(vm), "meta-data": render_meta_data(vm, network_config)}
         if network_config:
             files["network-config"] = network_config
-        seed = la.seed_volume_props(conn_info, pool_name, vm, "", "", None)
+        seed = la.seed_volume_props(conn_info, place, vm, "", "", None)
         with tempfile.TemporaryDirectory(prefix="vsb-floor-") as workdir:
             iso = _seed_iso(files, workdir)
             vol = pool.createXML(xml.volume_xml(seed, os.path.getsize(iso)), 0)
             _upload(conn, vol, iso)
-        disks = [(root["name"], "")]
-        props = la.domain_props(conn_info, self.stack, pool_name, vm, disks, seed["name"])
+        disks = [(root.name, "")]
+        props = la.domain_props(conn_info, self.owner, place, vm, disks, seed.name)
         dom = conn.defineXML(xml.domain_xml(props))
         dom.setAutostart(0)
         if vm.running:

@@ -20,6 +20,7 @@ from virtstack.provider import ownership, xml
 from virtstack.provider.base import Provider
 from virtstack.provider.connection import is_not_found, with_connection
 from virtstack.provider.ownership import OwnershipError, owner_of, owns, refusal
+from virtstack.provider.refresh import refresh_pool
 
 
 def lookup_pool(conn: libvirt.virConnect, name: str) -> libvirt.virStoragePool | None:
@@ -137,7 +138,7 @@ class PoolProvider(Provider[PoolProps]):
                 pulumi.log.warn(refusal("pool", props.name, props.target, record) + "; it is left as it is")
                 return
             if owner is not None:
-                pool.refresh(0)
+                refresh_pool(pool)
                 others = ownership.foreign_volumes(pool, owner)
                 if others:
                     shown = ", ".join(others[:5]) + (" …" if len(others) > 5 else "")
