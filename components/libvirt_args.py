@@ -54,6 +54,7 @@ class ResolvedImage:
     source: str
     format: str
     fingerprint: str
+    external: bool = False  # `source` is an existing volume in the pool, shared: used as it is
 
 
 def bridge_name(host: str, network: str) -> str:
@@ -103,10 +104,21 @@ class PoolPlace:
 
 
 def base_volume_name(place: PoolPlace, image: ResolvedImage) -> str:
+    if image.external:
+        return image.source
     return place.volume_name(contract.base_volume_name(image.name, image.fingerprint, image.format))
 
 
 def base_volume_props(conn: Connection, place: PoolPlace, image: ResolvedImage) -> VolumeProps:
+    if image.external:
+        # Its own name, in any pool: it is not this stack's, so it carries no stack prefix.
+        return replace(
+            place.volume(conn, image.source, "base", image.format),
+            name=image.source,
+            source=image.source,
+            source_fingerprint=image.fingerprint,
+            external=True,
+        )
     name = contract.base_volume_name(image.name, image.fingerprint, image.format)
     return replace(
         place.volume(conn, name, "base", image.format),

@@ -76,6 +76,7 @@ VOLUME_REPLACE_KEYS = frozenset(
         "user_data",
         "meta_data",
         "network_config",
+        "external",
     }
 )
 DOMAIN_REPLACE_KEYS = frozenset({"uri", "name"})

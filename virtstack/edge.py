@@ -79,6 +79,12 @@ def resolve_images(
     for name, image in spec.images.items():
         if name not in used:
             continue
+        if image.external:
+            # A volume already on the hosts: the provider checks it exists (at preview) and never
+            # uploads, changes or deletes it.
+            token = hashlib.sha256(f"external:{image.source}".encode()).hexdigest()
+            resolved[name] = ResolvedImage(name, image.source, image.disk_format, token, external=True)
+            continue
         try:
             if image.is_url:
                 if image.sha256 is None:  # pragma: no cover - the spec rejects this

@@ -114,8 +114,8 @@ def check_image_locations(
     allowed = [*image_dirs(project_root, environ), download_dir(environ).resolve()]
     issues = []
     for name, image in spec.images.items():
-        if image.is_url:
-            continue
+        if image.is_url or image.external:
+            continue  # downloaded later, or a volume on the hosts (checked at plan)
         path = Path(image.source)
         loc = f"images.{name}.source"
         try:

@@ -134,6 +134,7 @@ class VolumeProps:
     user_data: Deferred = None  # seed (a secret)
     meta_data: str | None = None
     network_config: str | None = None
+    external: bool = False  # base: an existing shared image volume, used and never changed
 
     @property
     def holds_data(self) -> bool:
@@ -159,6 +160,7 @@ class VolumeProps:
             user_data=self.user_data,
             meta_data=self.meta_data,
             network_config=self.network_config,
+            external=self.external or None,
         )
 
     @classmethod
@@ -180,6 +182,7 @@ class VolumeProps:
             props.get("user_data"),
             props.get("meta_data"),
             props.get("network_config"),
+            bool(props.get("external")),
         )
 
 

@@ -460,3 +460,75 @@ def test_no_state_no_problem_second_up_changes_nothing(tmp_path: Path, prefix: s
     finally:
         project.virtstack("destroy", "-s", project.stack, "--yes", "--allow-data-loss", "--no-trash")
         project.remove()
+
+
+def test_an_external_image_in_a_pool_kept_by_hand_is_used_and_left(
+    tmp_path: Path, prefix: str, real_parts: None
+) -> None:
+    """Pool and image made by a person (no virtstack owner record): two stacks use them as `external`,
+    nothing is uploaded, and destroying the stacks leaves both."""
+    import libvirt
+
+    image = PROJECT_ROOT / ".virtstack/images/debian-12.qcow2"
+    conn = libvirt.open(URI)
+    try:
+        pool = conn.storagePoolDefineXML(
+            f"<pool type='dir'><name>{prefix}</name><target><path>/var/lib/virtstack/pools/{prefix}</path>"
+            "</target></pool>",
+            0,
+        )
+        pool.build(0)
+        pool.create(0)
+        size = json.loads(
+            subprocess.run(
+                ["qemu-img", "info", "--output=json", str(image)], capture_output=True, check=True
+            ).stdout
+        )["virtual-size"]
+        vol = pool.createXML(
+            f"<volume><name>golden.qcow2</name><capacity>{size}</capacity>"
+            "<target><format type='qcow2'/></target></volume>",
+            0,
+        )
+        stream = conn.newStream(0)
+        vol.upload(stream, 0, image.stat().st_size, 0)
+        with image.open("rb") as f:
+            stream.sendAll(lambda _s, n, fh: fh.read(n), f)
+        stream.finish()
+        golden_key = vol.key()
+    finally:
+        conn.close()
+    projects = []
+    try:
+        for n, stack in enumerate((f"{prefix}a", f"{prefix}b")):
+            spec = local_spec(prefix, secrets.randbelow(100) + 100)
+            spec["hosts"]["local"]["pools"] = {prefix: {"external": True}}
+            spec["hosts"]["local"]["networks"] = {
+                stack: {"mode": "isolated", "cidr": f"10.152.{210 + n}.0/24"}
+            }
+            spec["images"] = {"golden": {"source": "golden.qcow2", "external": True}}
+            spec["vms"] = {f"{stack}-vm": vm(stack, image="golden", running=False)}
+            project = new_project(tmp_path, spec, stack)
+            projects.append(project)
+            ok(up(project))
+            no_changes(project)
+        left = libvirt_inventory(prefix)
+        # Each stack's own disks beside the shared image: no image was uploaded again.
+        assert sorted(left["volumes"]) == sorted(
+            f"{prefix}/{p.stack}@{p.stack}-vm-{d}" for p in projects for d in ("root.qcow2", "seed.iso")
+        ), left
+        for project in projects:
+            ok(project.virtstack("destroy", "-s", project.stack, "--yes", "--allow-data-loss", "--no-trash"))
+        left = libvirt_inventory(prefix)
+        assert left["pools"] == [prefix] and left["volumes"] == [], left
+        conn = libvirt.open(URI)
+        try:
+            assert (
+                conn.storagePoolLookupByName(prefix).storageVolLookupByName("golden.qcow2").key()
+                == golden_key
+            )
+        finally:
+            conn.close()
+    finally:
+        for project in projects:
+            project.virtstack("destroy", "-s", project.stack, "--yes", "--allow-data-loss", "--no-trash")
+            project.remove()

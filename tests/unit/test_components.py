@@ -88,13 +88,13 @@ placement: {strategy: spread}
     return spec
 
 
-def build(spec_path: Path, **fleet_args: Any) -> Fleet:
+def build(spec_path: Path, images: dict[str, ResolvedImage] | None = None, **fleet_args: Any) -> Fleet:
     spec = load_spec(spec_path)
     connections = {
         name: Connection(name, host.uri, host.domain_type if host.domain_type != "auto" else "qemu")
         for name, host in spec.hosts.items()
     }
-    images = {"debian-12": ResolvedImage("debian-12", "/images/debian-12.qcow2", "qcow2", "f" * 64)}
+    images = images or {"debian-12": ResolvedImage("debian-12", "/images/debian-12.qcow2", "qcow2", "f" * 64)}
     return Fleet("fleet", FleetArgs(spec, "unit", str(spec_path), connections, images, **fleet_args))
 
 
@@ -317,6 +317,26 @@ def test_external_pool_and_network_are_marked_and_volumes_carry_the_stack(
             "unit@db-data.qcow2",
             "unit@db-seed.iso",
         ]
+
+    return everything(fleet).apply(check)
+
+
+@pulumi.runtime.test
+def test_an_external_image_is_its_own_volume_never_uploaded(mocks: RecordingMocks, tmp_path: Path):
+    spec = external_spec(tmp_path)
+    spec.write_text(
+        spec.read_text().replace(
+            "{source: /images/debian-12.qcow2}", "{source: golden.qcow2, external: true}"
+        )
+    )
+    golden = ResolvedImage("debian-12", "golden.qcow2", "qcow2", "e" * 64, external=True)
+    fleet = build(spec, images={"debian-12": golden})
+
+    def check(_: Any) -> None:
+        base = libvirt_resources(mocks, "Volume")["node-a-hypervisor-image-shared-debian-12"]
+        # Shared by others: its own name (no stack prefix, even in a shared pool), marked external.
+        assert (base["name"], base["role"], base["external"]) == ("golden.qcow2", "base", True)
+        assert libvirt_resources(mocks, "Volume")["db-root"]["name"] == "unit@db-root.qcow2"
 
     return everything(fleet).apply(check)
 

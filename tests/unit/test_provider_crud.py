@@ -194,6 +194,27 @@ def test_adopting_a_disk_that_differs_is_an_error_and_keeps_it(conn: libvirt.vir
     assert conn.storagePoolLookupByName(pool).storageVolLookupByName("web-1-data.qcow2").info()[1] == 2**20
 
 
+def test_an_external_image_is_used_as_it_is_and_never_deleted(conn: libvirt.virConnect, pool: str):
+    lv = conn.storagePoolLookupByName(pool)
+    base = dict(volume_props(pool, "golden.qcow2", owner=OTHER), role="base", external=True)
+    base.pop("size")
+    base.pop("vm")
+    assert "does not exist (an external image is used, never uploaded)" in (
+        VolumeProvider().check({}, base).failures[0].reason
+    )
+    lv.createXML(
+        "<volume><name>golden.qcow2</name><capacity>1048576</capacity>"
+        "<target><format type='qcow2'/></target></volume>",
+        0,
+    )
+    assert VolumeProvider().check({}, base).failures == []  # another owner's: fine, it is shared
+    assert "is qcow2, not raw" in VolumeProvider().check({}, {**base, "format": "raw"}).failures[0].reason
+    used = VolumeProvider().create(base)
+    assert used.outs["path"] == lv.storageVolLookupByName("golden.qcow2").path()
+    VolumeProvider().delete(used.id, base)
+    assert lv.storageVolLookupByName("golden.qcow2").info()[1] == 2**20  # still there, unchanged
+
+
 def test_a_volume_in_another_stacks_pool_is_refused(pool: str):
     VolumeProvider().create(volume_props(pool, "web-1-data.qcow2"))
     props = volume_props(pool, "web-1-data.qcow2", owner=OTHER)

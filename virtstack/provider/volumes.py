@@ -123,6 +123,15 @@ def _trash_wanted() -> bool:
     return os.environ.get(trash.NO_TRASH_ENV, "") not in ("1", "true", "yes")
 
 
+def _external_image_problem(vol: libvirt.virStorageVol | None, props: VolumeProps, where: str) -> str | None:
+    if vol is None:
+        return f"external image {where} does not exist (an external image is used, never uploaded)"
+    found = xml.parse_volume(vol.XMLDesc(0))["format"]
+    if found != props.format:
+        return f"external image {where} is {found}, not {props.format}"
+    return None
+
+
 class VolumeProvider(Provider[VolumeProps]):
     """Roles: `base` (an image uploaded once per host), `root` (copy-on-write over a base), `data`
     (an empty qcow2), `seed` (a cloud-init NoCloud ISO built from the user data)."""
@@ -137,9 +146,11 @@ class VolumeProvider(Provider[VolumeProps]):
         if pool is None or not pool.isActive():
             return None  # the pool's own check (or create) speaks for it
         vol = _lookup_volume(pool, props.name)
+        where = f"volume {props.name} in pool {props.pool} on host {props.target.where}"
+        if props.external:
+            return _external_image_problem(vol, props, where)
         if vol is None:
             return None
-        where = f"volume {props.name} in pool {props.pool} on host {props.target.where}"
         if not ownership.volume_is_ours(pool, props.name, props):
             return f"{where} exists and is not this stack's ({props.target.owner or None}): it is left alone"
         return None
@@ -166,6 +177,8 @@ class VolumeProvider(Provider[VolumeProps]):
                 raise OwnershipError(problem)
             pool = conn.storagePoolLookupByName(props.pool)
             existing = _lookup_volume(pool, props.name)
+            if props.external and existing is not None:
+                return _volume_outputs(existing, inputs)  # shared: used as it is, never uploaded
             role = props.role
             if existing is not None:
                 # This stack's, left by an interrupted run (created before the engine recorded it) or
@@ -229,6 +242,8 @@ class VolumeProvider(Provider[VolumeProps]):
 
     def delete(self, _id: str, inputs: dict[str, Any]) -> None:
         props = self.props(inputs)
+        if props.external:
+            return  # a shared image: this stack only stops using it
 
         def op(conn: libvirt.virConnect) -> None:
             try:

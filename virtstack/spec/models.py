@@ -185,16 +185,21 @@ class HostSpec(_Model):
 
 
 class ImageSpec(_Model):
-    """A base image, uploaded to each host that runs a VM using it."""
+    """A base image, uploaded to each host that runs a VM using it.
+
+    ``external: true``: an image volume that already exists in the pool of every host that runs a VM
+    using it (shared by several stacks or kept by a person); ``source`` is then that volume's name.
+    virtstack checks it is there and never uploads, changes or deletes it."""
 
     source: ImageSource
     format: Literal["qcow2", "raw"] | None = None
     # Required for https sources: the download is verified against it before any host sees it.
     sha256: Sha256 | None = None
+    external: StrictBool = False
 
     @property
     def is_url(self) -> bool:
-        return URL_SCHEME_RE.match(self.source) is not None
+        return not self.external and URL_SCHEME_RE.match(self.source) is not None
 
     @property
     def disk_format(self) -> Literal["qcow2", "raw"]:
@@ -208,6 +213,16 @@ class ImageSpec(_Model):
 
     @model_validator(mode="after")
     def _check_format(self) -> ImageSpec:
+        if self.external:
+            problems: list[tuple[Loc, str]] = []
+            if "/" in self.source or URL_SCHEME_RE.match(self.source):
+                problems.append(
+                    (("source",), "an external image is a volume name in the pool, not a path or URL")
+                )
+            if self.sha256 is not None:
+                problems.append((("sha256",), "only for https sources (an external image is not downloaded)"))
+            if problems:
+                raise issues_error(problems)
         lowered = source_path(self.source).lower()
         if lowered.endswith(COMPRESSED_SUFFIXES):
             raise issues_error([(("source",), "compressed images are not supported; decompress it first")])
