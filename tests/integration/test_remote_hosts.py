@@ -25,7 +25,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.realenv import PROJECT_ROOT, URI, PulumiProject, domain_info, require_real
+from tests.integration.realenv import (
+    PROJECT_ROOT,
+    TEST_PASSPHRASE,
+    URI,
+    PulumiProject,
+    domain_info,
+    require_real,
+)
 from virtstack.ops.project import Project, engine_env
 
 SSH_SUBNET, TLS_SUBNET, HUNG_SUBNET = 201, 202, 203
@@ -324,6 +331,8 @@ def test_ssh_opens_beside_a_busy_grpc_server_in_the_engines_environment(real_par
     gives the engine turns them off."""
     ssh_uri = start_host("ssh-host.sh")
     environ = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
+    # Under CI the engine's environment needs a real passphrase (the dev one is refused there).
+    environ["PULUMI_CONFIG_PASSPHRASE"] = TEST_PASSPHRASE
     env = {**environ, **engine_env(Project(PROJECT_ROOT), environ)}
     proc = subprocess.run(
         [
