@@ -7,6 +7,7 @@ of a log file holding the traceback, and exits 1.
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -66,6 +67,9 @@ for module in (validate, plan, up, drift, destroy, inventory, trash, schema, env
 
 def main(argv: list[str] | None = None) -> None:
     """Console script entry point (pyproject: virtstack = virtstack.cli.main:main)."""
+    # `virtstack trash list | head`: a reader that stops early ends us quietly, as it does any
+    # Unix command, instead of an "unexpected BrokenPipeError".
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     cli.main(args=argv, prog_name="virtstack")
 
 

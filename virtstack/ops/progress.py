@@ -53,6 +53,7 @@ class Progress:
         self.clock = clock
         self.start = clock()
         self.started: dict[tuple[str, str], float] = {}
+        self.steps: dict[str, events.StepEventMetadata] = {}  # urn -> its step, to name diagnostics
         self.done: dict[str, int] = {}
         self.failed: list[str] = []
         self._lock = threading.Lock()
@@ -81,6 +82,8 @@ class Progress:
         if event.resource_pre_event is not None:
             step = event.resource_pre_event.metadata
             op = _op(step)
+            if is_virtstack_resource(step):
+                self.steps[step.urn] = step
             if op in _STARTING and is_virtstack_resource(step):
                 self.started[(step.urn, op)] = self.clock()
                 self._line(describe(step), self._starting(step, op))
@@ -93,6 +96,15 @@ class Progress:
                 self._line(describe(step), _FINISHED[op] + took)
                 if op in _COUNTED:
                     self.done[_COUNTED[op]] = self.done.get(_COUNTED[op], 0) + 1
+        elif event.diagnostic_event is not None:
+            # What the provider says of an object as it works on it (a disk kept in the trash, a
+            # pool or network kept because others still use it): the person running `up` or
+            # `destroy` must see it, not only the engine log.
+            diag = event.diagnostic_event
+            known = self.steps.get(diag.urn or "")
+            if known is not None and diag.severity in ("info", "warning") and not diag.ephemeral:
+                prefix = "warning: " if diag.severity == "warning" else ""
+                self._line(describe(known), prefix + diag.message.strip())
         elif event.res_op_failed_event is not None:
             step = event.res_op_failed_event.metadata
             if is_virtstack_resource(step):
