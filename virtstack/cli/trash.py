@@ -74,6 +74,8 @@ def empty_command(ctx: click.Context, stack: str | None, yes: bool) -> None:
     owner = trash_ops.owner_of(services(ctx).project().root, name)
     purged = trash_ops.empty_trash(spec, owner, services(ctx).libvirt_opener())
     click.echo(f"Deleted {len(purged)} trashed disk(s) of stack {name}.")
+    for pool in trash_ops.remove_emptied_pools(spec, owner, services(ctx).libvirt_opener()):
+        click.echo(f"Removed {pool}: destroy had kept it only for its trash.")
 
 
 def register(group: click.Group) -> None:

@@ -10,6 +10,7 @@ Public API:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -19,10 +20,13 @@ from pathlib import Path
 import libvirt
 import yaml
 
+from virtstack import contract
 from virtstack.contract import Owner
 from virtstack.errors import VirtstackError
 from virtstack.provider import trash
+from virtstack.provider.refresh import refresh_pool
 from virtstack.provider.trash import TrashedDisk
+from virtstack.provider.xml import parse_domain
 from virtstack.spec import StackSpec
 
 OpenUri = Callable[[str], libvirt.virConnect]
@@ -127,3 +131,30 @@ def empty_trash(spec: StackSpec, owner: Owner, open_uri: OpenUri = libvirt.open)
                 trash.purge(pool, disk)
                 purged.append(f"{disk.name} (host {host})")
     return purged
+
+
+def remove_emptied_pools(spec: StackSpec, owner: Owner, open_uri: OpenUri = libvirt.open) -> list[str]:
+    """Pools of this stack that `destroy` kept only for their trash and that hold nothing else now
+    (no volume but the owner record, no domain using them): removed, as destroy would have."""
+    removed = []
+    record = contract.pool_owner_volume(owner)
+    with _pools(spec, open_uri) as pools:
+        for host, pool in pools:
+            refresh_pool(pool)
+            if pool.listVolumes() != [record]:
+                continue
+            conn = pool.connect()
+            used = any(
+                disk.get("pool") == pool.name()
+                for dom in conn.listAllDomains(0)
+                for disk in parse_domain(dom.XMLDesc(0))["disks"]
+            )
+            if used:
+                continue
+            pool.storageVolLookupByName(record).delete(0)
+            pool.destroy()
+            with contextlib.suppress(libvirt.libvirtError):
+                pool.delete(0)  # its (now empty) directory
+            pool.undefine()
+            removed.append(f"pool {pool.name()} (host {host})")
+    return removed
