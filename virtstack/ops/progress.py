@@ -100,11 +100,17 @@ class Progress:
             # What the provider says of an object as it works on it (a disk kept in the trash, a
             # pool or network kept because others still use it): the person running `up` or
             # `destroy` must see it, not only the engine log.
+            # Dynamic providers' logs reach the engine attributed to the stack, not the object:
+            # their text names the object itself.
             diag = event.diagnostic_event
-            known = self.steps.get(diag.urn or "")
-            if known is not None and diag.severity in ("info", "warning") and not diag.ephemeral:
+            if diag.severity in ("info", "warning") and not diag.ephemeral and diag.message.strip():
                 prefix = "warning: " if diag.severity == "warning" else ""
-                self._line(describe(known), prefix + diag.message.strip())
+                known = self.steps.get(diag.urn or "")
+                if known is not None:
+                    self._line(describe(known), prefix + diag.message.strip())
+                else:
+                    elapsed = self.clock() - self.start
+                    self.echo(f"[{elapsed:6.1f}s] {prefix}{diag.message.strip()}")
         elif event.res_op_failed_event is not None:
             step = event.res_op_failed_event.metadata
             if is_virtstack_resource(step):

@@ -37,8 +37,12 @@ def test_a_kept_pool_and_a_trashed_disk_are_said_in_the_progress_lines() -> None
     progress(diagnostic(pool, "pool rec on host local is kept: it still holds 1 volume(s)", "warning"))
     progress(diagnostic(data, "rec-vm-data.qcow2 kept in the trash of pool rec as trash@…", "info"))
     progress(diagnostic(data, "a passing status line", "info", ephemeral=True))
-    progress(diagnostic("urn:pulumi:rec::virtstack::pulumi:pulumi:Stack::x", "engine chatter", "info"))
+    # What a dynamic provider logs arrives attributed to the stack: shown as it is.
+    stack = "urn:pulumi:rec::virtstack::pulumi:pulumi:Stack::virtstack-rec"
+    progress(diagnostic(stack, "app-data.qcow2 kept in the trash of pool vms as trash@…", "info"))
+    progress(diagnostic(stack, "debug noise", "debug"))
     assert lines[before:] == [
         "[   0.0s] host local: pool rec: warning: pool rec on host local is kept: it still holds 1 volume(s)",
         "[   0.0s] vm rec-vm: data disk data: rec-vm-data.qcow2 kept in the trash of pool rec as trash@…",
+        "[   0.0s] app-data.qcow2 kept in the trash of pool vms as trash@…",
     ]
