@@ -53,7 +53,6 @@ class Progress:
         self.clock = clock
         self.start = clock()
         self.started: dict[tuple[str, str], float] = {}
-        self.steps: dict[str, events.StepEventMetadata] = {}  # urn -> its step, to name diagnostics
         self.done: dict[str, int] = {}
         self.failed: list[str] = []
         self._lock = threading.Lock()
@@ -82,8 +81,6 @@ class Progress:
         if event.resource_pre_event is not None:
             step = event.resource_pre_event.metadata
             op = _op(step)
-            if is_virtstack_resource(step):
-                self.steps[step.urn] = step
             if op in _STARTING and is_virtstack_resource(step):
                 self.started[(step.urn, op)] = self.clock()
                 self._line(describe(step), self._starting(step, op))
@@ -100,17 +97,14 @@ class Progress:
             # What the provider says of an object as it works on it (a disk kept in the trash, a
             # pool or network kept because others still use it): the person running `up` or
             # `destroy` must see it, not only the engine log.
-            # Dynamic providers' logs reach the engine attributed to the stack, not the object:
-            # their text names the object itself.
+            # A dynamic provider's log reaches the engine through its stderr: severity "info#err", no
+            # object, the level in front of the text (which names the object itself).
             diag = event.diagnostic_event
-            if diag.severity in ("info", "warning") and not diag.ephemeral and diag.message.strip():
-                prefix = "warning: " if diag.severity == "warning" else ""
-                known = self.steps.get(diag.urn or "")
-                if known is not None:
-                    self._line(describe(known), prefix + diag.message.strip())
-                else:
-                    elapsed = self.clock() - self.start
-                    self.echo(f"[{elapsed:6.1f}s] {prefix}{diag.message.strip()}")
+            text = diag.message.strip()
+            level, _, said = text.partition(": ")
+            if diag.severity == "info#err" and level in ("info", "warning") and said and not diag.ephemeral:
+                elapsed = self.clock() - self.start
+                self.echo(f"[{elapsed:6.1f}s] {'warning: ' if level == 'warning' else ''}{said}")
         elif event.res_op_failed_event is not None:
             step = event.res_op_failed_event.metadata
             if is_virtstack_resource(step):
