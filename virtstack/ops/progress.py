@@ -13,6 +13,7 @@ Refresh steps (reading the real state before `up`) and unchanged objects print n
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +46,9 @@ _COUNTED = {"create": "created", "update": "updated", "delete": "deleted", "crea
 
 def _op(step: events.StepEventMetadata) -> str:
     return step.op.value if isinstance(step.op, Enum) else str(step.op)
+
+
+_LEVELS = re.compile(r"(info|warning): ")
 
 
 class Progress:
@@ -99,12 +103,15 @@ class Progress:
             # `destroy` must see it, not only the engine log.
             # A dynamic provider's log reaches the engine through its stderr: severity "info#err", no
             # object, the level in front of the text (which names the object itself).
+            # Two lines written close together can arrive as one message, without a newline between.
             diag = event.diagnostic_event
-            text = diag.message.strip()
-            level, _, said = text.partition(": ")
-            if diag.severity == "info#err" and level in ("info", "warning") and said and not diag.ephemeral:
+            parts = _LEVELS.split(diag.message.strip())
+            if diag.severity == "info#err" and not diag.ephemeral and len(parts) > 1 and not parts[0]:
                 elapsed = self.clock() - self.start
-                self.echo(f"[{elapsed:6.1f}s] {'warning: ' if level == 'warning' else ''}{said}")
+                for level, said in zip(parts[1::2], parts[2::2], strict=True):
+                    if said.strip():
+                        prefix = "warning: " if level == "warning" else ""
+                        self.echo(f"[{elapsed:6.1f}s] {prefix}{said.strip()}")
         elif event.res_op_failed_event is not None:
             step = event.res_op_failed_event.metadata
             if is_virtstack_resource(step):

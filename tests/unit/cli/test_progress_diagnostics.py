@@ -36,7 +36,11 @@ def test_a_kept_pool_and_a_trashed_disk_are_said_in_the_progress_lines() -> None
     progress(diagnostic("info: a passing status line", ephemeral=True))
     progress(diagnostic("some other stderr line"))
     progress(diagnostic("debug: noise", severity="debug"))
+    # Seen on a real destroy: two lines in one message, no newline between them.
+    progress(diagnostic("info: a.qcow2 kept in the trash of pool vms as tinfo: b.qcow2 kept in the trash"))
     assert lines[before:] == [
         "[   0.0s] app-data.qcow2 kept in the trash of pool vms as trash@…",
         "[   0.0s] warning: pool vms on host local is kept: it still holds 4 volume(s)",
+        "[   0.0s] a.qcow2 kept in the trash of pool vms as t",
+        "[   0.0s] b.qcow2 kept in the trash",
     ]
