@@ -142,6 +142,48 @@ def test_a_pool_of_another_stack_is_refused_at_check_and_create(pool: str, tmp_p
         PoolProvider().create(props)
 
 
+def test_a_pool_left_without_its_record_by_a_killed_create_is_adopted_only_if_empty(
+    conn: libvirt.virConnect, uid: str, tmp_path: Any
+):
+    """Regression (seen in CI: `up` killed after the pool was defined, before its owner record was
+    written): the next run refused the stack's own pool as "not created by virtstack"."""
+    path = str(tmp_path / "p")
+    for name, started, stray in (
+        (f"a{uid}", True, False),
+        (f"b{uid}", False, False),
+        (f"c{uid}", True, True),
+    ):
+        pool = conn.storagePoolDefineXML(
+            f"<pool type='dir'><name>{name}</name><target><path>{path}</path></target></pool>", 0
+        )
+        if started:
+            pool.create(0)
+        if stray:  # a pool at our path that holds something: not ours to take
+            pool.createXML(
+                "<volume><name>x.qcow2</name><capacity>1</capacity>"
+                "<target><format type='raw'/></target></volume>",
+                0,
+            )
+        # At someone else's path it is never taken, started or not.
+        assert PoolProvider().check({}, pool_props(name, str(tmp_path / "elsewhere"))).failures
+        props = pool_props(name, path)
+        failures = PoolProvider().check({}, props).failures
+        if stray:
+            assert "not created by virtstack" in failures[0].reason
+            with pytest.raises(OwnershipError):
+                PoolProvider().create(props)
+        else:
+            assert failures == []
+            PoolProvider().create(props)
+            assert ownership.pool_owner(conn.storagePoolLookupByName(name)) == Owner("virtstack", "dev")
+        lv = conn.storagePoolLookupByName(name)
+        if lv.isActive():
+            for v in lv.listAllVolumes():
+                v.delete(0)
+            lv.destroy()
+        lv.undefine()
+
+
 def test_deleting_another_stacks_pool_leaves_it(conn: libvirt.virConnect, pool: str, tmp_path: Any):
     PoolProvider().delete("id", pool_props(pool, str(tmp_path / "pool"), owner=OTHER))
     assert conn.storagePoolLookupByName(pool).isActive()

@@ -49,6 +49,19 @@ def _external_pool_problem(pool: libvirt.virStoragePool | None, props: PoolProps
     return None
 
 
+def _interrupted_create(pool: libvirt.virStoragePool, props: PoolProps) -> bool:
+    """A pool's owner record is a volume inside it, so it can only be written once the pool runs: a
+    run killed in between leaves the pool without one. Such a pool — at exactly the stack file's
+    path, and empty — is taken as this stack's unfinished create (an empty pool holds nothing to
+    lose); anything else without a record stays someone else's."""
+    if props.path is None or (_pool_path(pool) or "").rstrip("/") != props.path.rstrip("/"):
+        return False
+    if not pool.isActive():
+        return True  # defined, never started: create() starts it and looks inside before adopting
+    refresh_pool(pool)
+    return pool.listVolumes() == []
+
+
 class PoolProvider(Provider[PoolProps]):
     kind = contract.POOL
 
@@ -62,6 +75,8 @@ class PoolProvider(Provider[PoolProps]):
         if pool is None:
             return None
         record = ownership.pool_owner(pool)
+        if record is None and _interrupted_create(pool, props):
+            return None
         if not owns(record, owner_of(props.target)):
             return refusal("pool", props.name, props.target, record)
         return None
@@ -84,12 +99,16 @@ class PoolProvider(Provider[PoolProps]):
                 except libvirt.libvirtError:
                     pool.undefine()  # a create that fails leaves nothing behind
                     raise
+            owner = owner_of(props.target)
             if not pool.isActive():
                 pool.create(0)
-            pool.setAutostart(1)
-            owner = owner_of(props.target)
+                # Started only now (an interrupted create): adopted only if it holds nothing.
+                if ownership.pool_owner(pool) is None and not _interrupted_create(pool, props):
+                    pool.destroy()
+                    raise OwnershipError(refusal("pool", props.name, props.target, None))
             if owner is not None:
-                ownership.set_pool_owner(pool, owner)
+                ownership.set_pool_owner(pool, owner)  # first: the window without a record stays small
+            pool.setAutostart(1)
             return str(pool.UUIDString())
 
         uuid = with_connection(props.target.uri, op)
