@@ -332,3 +332,14 @@ def is_not_found(err: libvirt.libvirtError) -> bool:
         libvirt.VIR_ERR_NO_STORAGE_POOL,
         libvirt.VIR_ERR_NO_STORAGE_VOL,
     }
+
+
+def found_or_none(lookup: Callable[[str], T], name: str) -> T | None:
+    """`lookup(name)` (a libvirt *LookupByName), or None when libvirt has no such object; any other
+    error is raised."""
+    try:
+        return lookup(name)
+    except libvirt.libvirtError as err:
+        if is_not_found(err):
+            return None
+        raise

@@ -20,7 +20,7 @@ from virtstack import contract
 from virtstack.props import DomainProps, disk_identities, nic_identities
 from virtstack.provider import ownership, xml
 from virtstack.provider.base import Provider
-from virtstack.provider.connection import is_not_found, with_connection
+from virtstack.provider.connection import found_or_none, with_connection
 from virtstack.provider.ownership import OwnershipError, owner_of, owns, refusal
 
 _SHUTDOWN_GRACE_SECONDS = 30.0
@@ -99,12 +99,7 @@ _STATE_NAMES = {
 
 
 def _lookup_domain(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
-    try:
-        return conn.lookupByName(name)
-    except libvirt.libvirtError as err:
-        if is_not_found(err):
-            return None
-        raise
+    return found_or_none(conn.lookupByName, name)
 
 
 class DomainProvider(Provider[DomainProps]):

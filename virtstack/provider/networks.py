@@ -17,17 +17,12 @@ from virtstack import contract
 from virtstack.props import NetworkProps
 from virtstack.provider import ownership, xml
 from virtstack.provider.base import Provider
-from virtstack.provider.connection import is_not_found, with_connection
+from virtstack.provider.connection import found_or_none, with_connection
 from virtstack.provider.ownership import OwnershipError, owner_of, owns, refusal
 
 
 def _lookup_network(conn: libvirt.virConnect, name: str) -> libvirt.virNetwork | None:
-    try:
-        return conn.networkLookupByName(name)
-    except libvirt.libvirtError as err:
-        if is_not_found(err):
-            return None
-        raise
+    return found_or_none(conn.networkLookupByName, name)
 
 
 def _external_network_problem(net: libvirt.virNetwork | None, props: NetworkProps) -> str | None:

@@ -18,18 +18,13 @@ from virtstack import contract
 from virtstack.props import PoolProps
 from virtstack.provider import ownership, xml
 from virtstack.provider.base import Provider
-from virtstack.provider.connection import is_not_found, with_connection
+from virtstack.provider.connection import found_or_none, with_connection
 from virtstack.provider.ownership import OwnershipError, owner_of, owns, refusal
 from virtstack.provider.refresh import refresh_pool
 
 
 def lookup_pool(conn: libvirt.virConnect, name: str) -> libvirt.virStoragePool | None:
-    try:
-        return conn.storagePoolLookupByName(name)
-    except libvirt.libvirtError as err:
-        if is_not_found(err):
-            return None
-        raise
+    return found_or_none(conn.storagePoolLookupByName, name)
 
 
 def _pool_path(pool: libvirt.virStoragePool) -> str | None:

@@ -24,7 +24,7 @@ from virtstack import contract
 from virtstack.props import VolumeProps
 from virtstack.provider import ownership, trash, xml
 from virtstack.provider.base import Provider
-from virtstack.provider.connection import is_not_found, with_connection
+from virtstack.provider.connection import found_or_none, is_not_found, with_connection
 from virtstack.provider.ownership import OwnershipError, owner_of
 from virtstack.provider.pools import lookup_pool
 
@@ -101,12 +101,7 @@ def _mismatch(vol: libvirt.virStorageVol, props: VolumeProps) -> str | None:
 
 
 def _lookup_volume(pool: libvirt.virStoragePool, name: str) -> libvirt.virStorageVol | None:
-    try:
-        return pool.storageVolLookupByName(name)
-    except libvirt.libvirtError as err:
-        if is_not_found(err):
-            return None
-        raise
+    return found_or_none(pool.storageVolLookupByName, name)
 
 
 def _volume_outputs(vol: libvirt.virStorageVol, inputs: dict[str, Any]) -> dict[str, Any]:
