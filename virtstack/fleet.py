@@ -91,6 +91,7 @@ class VmInstance:
     running: bool
     autostart: bool
     protect: bool = False
+    anti_affinity: str | None = None  # the group's: "required", "preferred" or None
 
     @property
     def total_disk_bytes(self) -> int:
@@ -163,6 +164,7 @@ def expand_group(group: str, vm: VmSpec, deployed: Collection[str] = ()) -> list
                 running=vm.running,
                 autostart=vm.autostart,
                 protect=vm.protect,
+                anti_affinity=vm.anti_affinity,
             )
         )
     return instances
@@ -194,8 +196,13 @@ def resolve_pool(host: HostSpec, pool: str | None) -> str | None:
 
 
 def missing_on_host(vm: VmInstance, host: HostSpec) -> list[str]:
-    """What ``host`` lacks for ``vm`` (networks and pool), as message fragments."""
+    """What ``host`` lacks for ``vm`` (networks, pool, static addresses in its segments), as
+    message fragments."""
     missing = [f"network {name}" for name in vm.networks if name not in host.networks]
+    for nic in vm.nics:
+        network = host.networks.get(nic.network)
+        if nic.ip is not None and network is not None and network.cidr is not None and nic.ip not in network.cidr:
+            missing.append(f"{nic.ip} in network {nic.network} (its cidr there is {network.cidr})")
     if resolve_pool(host, vm.pool) is None:
         if vm.pool is None:
             missing.append(f"a single pool (it has {len(host.pools)}; set pool)")

@@ -66,6 +66,19 @@ class Capacity(_Model):
     disk: PositiveSize
 
 
+class Overcommit(_Model):
+    """How far placement may allocate past a host's capacity: effective = capacity x factor.
+
+    vCPUs are often overcommitted (idle guests share cores); memory rarely.  Disk is never
+    overcommitted (virtual sizes are counted, see virtstack.placement)."""
+
+    vcpus: Annotated[float, Field(strict=True, ge=1, le=64)] = 1.0
+    memory: Annotated[float, Field(strict=True, ge=1, le=64)] = 1.0
+
+
+HostStatus = Literal["active", "cordoned", "drained"]
+
+
 class PoolSpec(_Model):
     """A directory storage pool; ``path`` is on the host.
 
@@ -86,8 +99,9 @@ class PoolSpec(_Model):
 class NetworkSpec(_Model):
     """A libvirt network on one host.
 
-    Networks of the same name on several hosts must agree on mode, cidr and
-    dhcp (checked in virtstack.validate), so ``lab`` means one thing fleet-wide.
+    Networks of the same name on several hosts may differ (mode, cidr, dhcp): each host's is a
+    segment of its own, and static addresses are checked against the segment of the host a VM is
+    placed on (virtstack.validate, virtstack.placement).
     """
 
     mode: Literal["nat", "isolated", "bridge"]
@@ -164,6 +178,10 @@ class HostSpec(_Model):
     # "auto" is kept literally: the caller resolves it from what setup detected.
     domain_type: Literal["auto", "kvm", "qemu"] = "auto"
     capacity: Capacity
+    # Placement allocates up to capacity x overcommit (virtstack.placement).
+    overcommit: Overcommit = Field(default_factory=Overcommit)
+    # cordoned: takes no new VM; drained: takes none and its VMs are placed elsewhere.
+    state: HostStatus = "active"
     pools: Annotated[dict[Name, PoolSpec], Field(min_length=1)]
     networks: dict[Name, NetworkSpec] = Field(default_factory=dict)
     # qemu+tcp sends everything, seed ISOs with their passwords included, in clear: only on request.
@@ -380,6 +398,9 @@ class VmSpec(_Model):
     cloud_init: CloudInitSpec | None = None
     user_data: SecretStr | None = None
     host: Name | None = None
+    # Instances on distinct hosts: required (an error when impossible) or preferred (as spread as
+    # capacity allows); see virtstack.placement.
+    anti_affinity: Literal["required", "preferred"] | None = None
     running: StrictBool = True
     autostart: StrictBool = False
     # Pulumi's protect: nothing deletes this VM or its disks, not even --allow-data-loss, until the
