@@ -60,7 +60,9 @@ class HostIndex:
                     cidrs.setdefault(n, set()).add(net.cidr)
             keyed.setdefault((nets, frozenset(host.pools)), []).append(name)
         # ((networks, pools), host names in name order); networks: name -> cidr (None: no cidr)
-        self.classes = [((frozenset(n for n, _ in nets), pools), names) for (nets, pools), names in keyed.items()]
+        self.classes = [
+            ((frozenset(n for n, _ in nets), pools), names) for (nets, pools), names in keyed.items()
+        ]
         self._cidrs = [dict(nets) for (nets, _) in keyed]
         self.networks = {network for (networks, _), _ in self.classes for network in networks}
         self.pools = {pool for (_, pools), _ in self.classes for pool in pools}
@@ -211,7 +213,6 @@ class HostState:
         self.spend(i - start + 1)
         self._cursor[shape] = i
         return hosts[i] if i < len(hosts) else None
-
 
     def pick_apart(
         self, vm: VmInstance, peers: Mapping[str, int], required: bool, spread: bool

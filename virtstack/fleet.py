@@ -201,7 +201,12 @@ def missing_on_host(vm: VmInstance, host: HostSpec) -> list[str]:
     missing = [f"network {name}" for name in vm.networks if name not in host.networks]
     for nic in vm.nics:
         network = host.networks.get(nic.network)
-        if nic.ip is not None and network is not None and network.cidr is not None and nic.ip not in network.cidr:
+        if (
+            nic.ip is not None
+            and network is not None
+            and network.cidr is not None
+            and nic.ip not in network.cidr
+        ):
             missing.append(f"{nic.ip} in network {nic.network} (its cidr there is {network.cidr})")
     if resolve_pool(host, vm.pool) is None:
         if vm.pool is None:

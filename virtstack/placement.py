@@ -154,6 +154,11 @@ def _named_amount(resource: int, n: int) -> str:
 def _unplaceable_reason(state: HostState, vm: VmInstance) -> str:
     eligible = state.eligible(vm)
     if not eligible:
+        offering = sorted(name for i in state.selected(vm) for name in state.index.classes[i][1])
+        if offering:
+            listed = ", ".join(f"{h} {state.hosts[h].state}" for h in offering[:5])
+            more = f", and {len(offering) - 5} more" if len(offering) > 5 else ""
+            return f"every host that offers what it needs takes no new VM ({listed}{more})"
         needs = [f"network {n}" for n in vm.networks]
         if vm.pool is not None:
             needs.append(f"pool {vm.pool}")

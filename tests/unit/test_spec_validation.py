@@ -481,7 +481,9 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "static address checked against each host's segment holding it",
         {"hosts.node-b.networks.lab.dhcp": False, "vms.web.count": 1, "vms.web.nics.0.ip": "10.77.0.200"},
-        lines("vms.web.nics[0].ip: 10.77.0.200 is inside the DHCP range of network lab (10.77.0.128–10.77.0.254) on host node-a"),
+        lines(
+            "vms.web.nics[0].ip: 10.77.0.200 is inside the DHCP range of network lab (10.77.0.128–10.77.0.254) on host node-a"
+        ),
     ),
     (
         "pinned static address checked against its host's segment",
