@@ -8,12 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.test_placement_policy import F, fleets, host, vms
 from virtstack.errors import SpecError
 from virtstack.fleet import VmInstance
 from virtstack.placement import place
 from virtstack.rebalance import Move, propose_moves
 from virtstack.spec import HostSpec
-from tests.unit.test_placement_policy import F, fleets, host, vms
 
 
 def proposal(fleet: list[VmInstance], hosts: dict[str, HostSpec], previous: dict[str, str]) -> Any:
