@@ -10,8 +10,8 @@ Public API:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
+from virtstack.ops.engine import EngineApi
 from virtstack.ops.errors import StackNotFound
 from virtstack.ops.project import SpecFile
 from virtstack.placement import PlacedFleet, place_fleet
@@ -20,15 +20,11 @@ from virtstack.spec.loader import LoadedStack, load_stack
 __all__ = ["current_placement", "deployed_placement"]
 
 
-def deployed_placement(engine: Any, stack: str) -> dict[str, str]:
+def deployed_placement(engine: EngineApi, stack: str) -> dict[str, str]:
     try:
-        outputs = engine.outputs(stack)
+        return engine.previous_placement(stack)
     except StackNotFound:
         return {}
-    placement = outputs.get("placement")
-    if not isinstance(placement, dict):
-        return {}
-    return {str(k): str(v) for k, v in placement.items()}
 
 
 def current_placement(spec_file: SpecFile, previous: Mapping[str, str]) -> tuple[LoadedStack, PlacedFleet]:

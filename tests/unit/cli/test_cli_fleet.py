@@ -82,3 +82,119 @@ def test_rebalance_of_a_balanced_stack(tmp_path: Path) -> None:
     code, out, _ = run(tmp_path, ["rebalance"], balanced)
     assert code == 0
     assert out == "Stack fleet: no move lowers the peak utilisation (38%).\n"
+
+
+# ------------------------------------------------------------------ hosts and the capacity check
+
+NODE = """\
+<node>
+  <cpu><mhz>2000</mhz><model>x86</model><nodes>1</nodes><sockets>1</sockets><cores>4</cores>
+    <threads>1</threads></cpu>
+  <memory>8388608</memory>
+  <domain type='test'>
+    <name>outsider</name><memory unit='MiB'>2048</memory><vcpu>3</vcpu><os><type>hvm</type></os>
+  </domain>
+  <domain type='test'>
+    <name>w</name>
+    <metadata><virtstack:owner xmlns:virtstack='https://virtstack.dev/xmlns/domain/1'
+      project='virtstack' stack='one'/></metadata>
+    <memory unit='MiB'>1024</memory><vcpu>2</vcpu><os><type>hvm</type></os>
+  </domain>
+  <pool type='dir'>
+    <name>vms</name><capacity unit='GiB'>100</capacity>
+    <target><path>/var/lib/virtstack/pools/one</path></target>
+  </pool>
+</node>
+"""
+
+ONE_HOST = """\
+hosts:
+  a:
+    uri: qemu:///system
+    capacity: {{vcpus: 16, memory: 16GiB, disk: 200GiB}}
+    {overcommit}
+    pools: {{vms: {{path: /var/lib/virtstack/pools/one}}}}
+    networks: {{lab: {{mode: nat, cidr: 10.151.0.0/24}}}}
+images:
+  deb: {{source: /var/cache/virtstack/images/debian-12.qcow2}}
+vms:
+  w:
+    count: {count}
+    image: deb
+    vcpus: 2
+    memory: {memory}
+    disk: 10GiB
+    nics: [{{network: lab}}]
+"""
+
+
+def run_one(
+    tmp_path: Path, args: list[str], *, count: int = 2, memory: str = "1GiB", overcommit: str = ""
+) -> tuple[int, str, str, FakeEngine]:
+    node = tmp_path / "node.xml"
+    node.write_text(NODE)
+    engine = FakeEngine(preview=None, outputs={"placement": {"w": "a"}})
+    services = make_services(tmp_path, engine)
+    services.open_libvirt = lambda _uri: __import__("libvirt").open(f"test://{node}")
+    (tmp_path / "stacks" / "one.yaml").write_text(
+        ONE_HOST.format(count=count, memory=memory, overcommit=overcommit)
+    )
+    result = CliRunner().invoke(cli, [*args, "-s", "one"], obj=services)
+    return result.exit_code, result.stdout, result.stderr, engine
+
+
+def test_hosts_counts_domains_outside_the_stack(tmp_path: Path) -> None:
+    code, out, err, _ = run_one(tmp_path, ["hosts"])
+    assert (code, err) == (0, "")
+    assert out == (
+        "Hosts of stack one:\n"
+        "\n"
+        "HOST  RESOURCE  CAPACITY  THIS STACK  OTHERS  FREE     AFTER PLAN\n"
+        "a     vCPUs     4         2           3       -1       7 [####################] 175%\n"
+        "a     memory    8 GiB     1 GiB       2 GiB   5 GiB    4 GiB [##########..........] 50%\n"
+        "a     disk vms  100 GiB   0 B         0 B     100 GiB  10 GiB [##..................] 10%\n"
+        "\n"
+        "Others' domains on a: outsider.\n"
+    )
+
+
+def test_hosts_json_and_markdown(tmp_path: Path) -> None:
+    code, out, _, _ = run_one(tmp_path, ["hosts", "--format", "json"])
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["hosts"][0]["others_domains"] == ["outsider"]
+    assert doc["hosts"][0]["resources"][0] == {
+        "resource": "vcpus",
+        "raw": 4,
+        "capacity": 4,
+        "this_stack": 2,
+        "others": 3,
+        "free": -1,
+        "after_plan": 7,
+    }
+    code, out, _, _ = run_one(
+        tmp_path, ["hosts", "--format", "markdown"], overcommit="overcommit: {vcpus: 2.0}"
+    )
+    assert code == 0
+    assert "| a | vCPUs | 8 (raw 4) | 2 | 3 | 3 | `7 [##################..] 88%` |" in out.splitlines()
+
+
+def test_plan_is_refused_when_memory_does_not_fit_with_the_others_domains(tmp_path: Path) -> None:
+    # 2 x 4 GiB of this stack + 2 GiB of `outsider` on an 8 GiB host.
+    code, out, err, engine = run_one(tmp_path, ["plan"], memory="4GiB")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: the plan does not fit the hosts as they are (nothing was changed):\n"
+        "  host a: the plan needs 10 GiB of memory, the host has 8 GiB (others' domains use 2 GiB)\n"
+    )
+    assert engine.calls == []  # refused before the engine previewed anything
+
+
+def test_vcpus_are_refused_only_when_the_host_declares_their_overcommit(tmp_path: Path) -> None:
+    code, _, err, _ = run_one(tmp_path, ["plan"], count=3)  # 3 x 2 + 3 others on 4 CPUs
+    assert (code, err) == (0, "")
+    code, _, err, _ = run_one(tmp_path, ["plan"], count=3, overcommit="overcommit: {vcpus: 2.0}")
+    assert code == 1
+    assert err.splitlines()[1] == (
+        "  host a: the plan needs 9 of vCPUs, the host has 8 (4 CPUs x overcommit) (others' domains use 3)"
+    )

@@ -1,0 +1,76 @@
+"""Read each host of a stack file through libvirt, for `virtstack hosts` and the capacity check of
+`plan` and `up` (virtstack.hostcap): node info, the domains that are and are not this stack's, and
+the stack file's pools.  Reads only; never changes anything.
+
+Public API:
+    read_hosts(spec, owner, open_uri) -> dict[host, HostReading]
+        Raises VirtstackError naming the host and its URI when it cannot be read.
+    read_host(conn, host, uri, owner, pools) -> HostReading
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import libvirt
+
+from virtstack import contract
+from virtstack.contract import Owner
+from virtstack.errors import VirtstackError
+from virtstack.hostcap import HostReading, PoolReading
+from virtstack.provider.connection import display_uri, found_or_none
+from virtstack.provider.ownership import domain_owner, owns, pool_owner
+from virtstack.spec import StackSpec
+
+__all__ = ["read_host", "read_hosts"]
+
+KIB = 1024
+
+
+def _pool_reading(pool: Any, owner: Owner) -> PoolReading:
+    if not pool.isActive():
+        return PoolReading(0, 0, 0)
+    pool.refresh(0)
+    _, capacity, allocation, available = pool.info()
+    owned = owns(pool_owner(pool), owner)
+    prefix = contract.external_volume_name(owner.stack, "")
+    ours = 0
+    for name in pool.listVolumes():
+        if owned or name.startswith(prefix):
+            vol = found_or_none(pool.storageVolLookupByName, name)
+            if vol is not None:
+                ours += vol.info()[2]
+    return PoolReading(capacity, allocation, available, ours)
+
+
+def read_host(conn: Any, host: str, uri: str, owner: Owner, pools: Iterable[str]) -> HostReading:
+    info = conn.getInfo()  # [model, memory MiB, cpus, ...]
+    ours: dict[str, tuple[int, int]] = {}
+    others: dict[str, tuple[int, int]] = {}
+    for dom in conn.listAllDomains(0):
+        # Current memory (what the domain is given; a balloon may lower it), not its maximum.
+        _, _, memory_kib, vcpus, _ = dom.info()
+        entry = (int(vcpus), int(memory_kib) * KIB)
+        (ours if owns(domain_owner(dom), owner) else others)[dom.name()] = entry
+    readings = {}
+    for name in pools:
+        pool = found_or_none(conn.storagePoolLookupByName, name)
+        if pool is not None:
+            readings[name] = _pool_reading(pool, owner)
+    return HostReading(host, uri, int(info[2]), int(info[1]) * KIB * KIB, ours, others, readings)
+
+
+def read_hosts(spec: StackSpec, owner: Owner, open_uri: Callable[[str], Any]) -> dict[str, HostReading]:
+    readings = {}
+    for name, host in spec.hosts.items():
+        try:
+            conn = open_uri(host.uri)
+            try:
+                readings[name] = read_host(conn, name, host.uri, owner, host.pools)
+            finally:
+                conn.close()
+        except libvirt.libvirtError as err:
+            message = (err.get_error_message() or str(err)).strip().splitlines()[0]
+            raise VirtstackError(f"cannot read host {name} ({display_uri(host.uri)}): {message}") from None
+    return readings
