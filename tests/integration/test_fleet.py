@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.realenv import PROJECT_ROOT
 from tests.integration.test_lifecycle import new_project, ok
+from virtstack.units import format_size
 
 MIB = 1024 * 1024
 
@@ -94,16 +95,11 @@ def test_hosts_counts_a_domain_outside_the_stack_and_plan_refuses_what_does_not_
         assert lines[0] == "error: the plan does not fit the hosts as they are (nothing was changed):"
         assert lines[1].startswith("  host h: the plan needs ")
         assert lines[1].endswith(
-            f" of memory, the host has {_size(node_memory)} (others' domains use {_size(node_memory - 1536 * MIB)})"
+            f" of memory, the host has {format_size(node_memory)} "
+            f"(others' domains use {format_size(node_memory - 1536 * MIB)})"
         )
         conn = libvirt.open(instance)
         assert [d.name() for d in conn.listAllDomains(0)] == [outsider]
         conn.close()
     finally:
         project.remove()
-
-
-def _size(n: int) -> str:
-    from virtstack.units import format_size
-
-    return format_size(n)
