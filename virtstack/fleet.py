@@ -39,6 +39,7 @@ from ipaddress import IPv4Address
 from pydantic import SecretStr
 
 from virtstack.spec import CloudInitSpec, HostSpec, StackSpec, VmSpec
+from virtstack.spec.models import ImportedSpec
 
 __all__ = [
     "NicInstance",
@@ -92,6 +93,7 @@ class VmInstance:
     autostart: bool
     protect: bool = False
     anti_affinity: str | None = None  # the group's: "required", "preferred" or None
+    imported: ImportedSpec | None = None  # an existing domain adopted as it is (no image, no seed)
 
     @property
     def total_disk_bytes(self) -> int:
@@ -151,11 +153,11 @@ def expand_group(group: str, vm: VmSpec, deployed: Collection[str] = ()) -> list
                 name=name,
                 group=group,
                 index=offset + 1,
-                image=vm.image,
-                pool=vm.pool,
+                image=vm.image or "",
+                pool=vm.pool if vm.imported is None or not vm.imported.disks else vm.imported.disks[0].pool,
                 vcpus=vm.vcpus,
                 memory_bytes=vm.memory,
-                disk_bytes=vm.disk,
+                disk_bytes=vm.disk or 0,
                 data_disks=data_disks,
                 nics=nics,
                 cloud_init=vm.cloud_init,
@@ -165,6 +167,7 @@ def expand_group(group: str, vm: VmSpec, deployed: Collection[str] = ()) -> list
                 autostart=vm.autostart,
                 protect=vm.protect,
                 anti_affinity=vm.anti_affinity,
+                imported=vm.imported,
             )
         )
     return instances

@@ -116,6 +116,7 @@ class _Checker:
         # First definition of each network name (host order), and every host's.
         self.networks: dict[str, tuple[str, NetworkSpec]] = {}
         self.segments: dict[str, dict[str, NetworkSpec]] = {}
+        self._uniform: dict[str, bool] = {}  # network name -> one definition on every host
         self.pool_names: set[str] = set()
         # Cache of "which hosts lack what" per requirement set: many groups
         # share one, and hosts x groups would be slow on big fleets.
@@ -176,7 +177,7 @@ class _Checker:
     def _check_references(self, group: str, vm: VmSpec, instance: VmInstance | None) -> None:
         base = f"vms.{group}"
         spec = self.spec
-        if vm.image not in spec.images:
+        if vm.image is not None and vm.image not in spec.images:
             self.add(f"{base}.image", _unknown("image", vm.image, spec.images))
         if vm.host is not None:
             host = spec.hosts.get(vm.host)
@@ -197,7 +198,16 @@ class _Checker:
                             "unknown network", f"host {vm.host} has no network", 1
                         ),
                     )
-            if resolve_pool(host, vm.pool) is None:
+            if vm.imported is not None:
+                for i, disk in enumerate(vm.imported.disks):
+                    if disk.pool not in host.pools:
+                        self.add(
+                            f"{base}.imported.disks[{i}].pool",
+                            _unknown("pool", disk.pool, host.pools).replace(
+                                "unknown pool", f"host {vm.host} has no pool", 1
+                            ),
+                        )
+            elif resolve_pool(host, vm.pool) is None:
                 if vm.pool is None:
                     pools = ", ".join(host.pools)
                     self.add(f"{base}.pool", f"required because host {vm.host} has several pools ({pools})")
@@ -238,7 +248,10 @@ class _Checker:
         by_cidr: dict[object, list[str]] = {}
         for host_name, network in self.segments[name].items():
             by_cidr.setdefault(network.cidr, []).append(host_name)
-        if len(set(self.segments[name].values())) == 1:  # one definition everywhere
+        uniform = self._uniform.get(name)
+        if uniform is None:
+            uniform = self._uniform[name] = len(set(self.segments[name].values())) == 1
+        if uniform:  # one definition everywhere
             return check(name, self.networks[name][1], base, count)
         holding = [
             (host_name, network)
