@@ -5,8 +5,8 @@ leaves it (never confirmed as the stack's)."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,10 +59,8 @@ def hand_made(real_parts: None) -> Iterator[tuple[str, str]]:
         yield prefix, name
     finally:
         for step in (dom.destroy, dom.undefine):
-            try:
+            with contextlib.suppress(libvirt.libvirtError):
                 step()
-            except libvirt.libvirtError:
-                pass
         for vol in pool.listAllVolumes():
             vol.delete()
         pool.destroy()
