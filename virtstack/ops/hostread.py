@@ -10,6 +10,7 @@ Public API:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,7 +20,7 @@ from virtstack import contract
 from virtstack.contract import Owner
 from virtstack.errors import VirtstackError
 from virtstack.hostcap import HostReading, PoolReading
-from virtstack.provider.connection import display_uri, found_or_none
+from virtstack.provider.connection import OPEN_TIMEOUT, HostUnreachable, display_uri, found_or_none
 from virtstack.provider.ownership import domain_owner, owns, pool_owner
 from virtstack.spec import StackSpec
 
@@ -61,11 +62,38 @@ def read_host(conn: Any, host: str, uri: str, owner: Owner, pools: Iterable[str]
     return HostReading(host, uri, int(info[2]), int(info[1]) * KIB * KIB, ours, others, readings)
 
 
-def read_hosts(spec: StackSpec, owner: Owner, open_uri: Callable[[str], Any]) -> dict[str, HostReading]:
+def _open_within(open_uri: Callable[[str], Any], uri: str, timeout: float) -> Any:
+    """``open_uri(uri)`` on a helper thread, waited for at most ``timeout`` seconds: libvirt has no
+    connect timeout, and a hung host must fail the command with its name, not hang it."""
+    opened: list[Any] = []
+    failed: list[BaseException] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            opened.append(open_uri(uri))
+        except BaseException as err:  # handed to the waiting thread
+            failed.append(err)
+        done.set()
+
+    threading.Thread(target=run, name=f"libvirt-open {display_uri(uri)}", daemon=True).start()
+    if not done.wait(timeout):
+        raise HostUnreachable(
+            f"libvirt host {display_uri(uri)} did not answer within {timeout:.0f}s "
+            "(VIRTSTACK_CONNECT_TIMEOUT); is the host or its daemon hung?"
+        )
+    if failed:
+        raise failed[0]
+    return opened[0]
+
+
+def read_hosts(
+    spec: StackSpec, owner: Owner, open_uri: Callable[[str], Any], timeout: float = OPEN_TIMEOUT
+) -> dict[str, HostReading]:
     readings = {}
     for name, host in spec.hosts.items():
         try:
-            conn = open_uri(host.uri)
+            conn = _open_within(open_uri, host.uri, timeout)
             try:
                 readings[name] = read_host(conn, name, host.uri, owner, host.pools)
             finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from clifakes import FakeEngine, make_services
 
@@ -197,4 +198,30 @@ def test_vcpus_are_refused_only_when_the_host_declares_their_overcommit(tmp_path
     assert code == 1
     assert err.splitlines()[1] == (
         "  host a: the plan needs 9 of vCPUs, the host has 8 (4 CPUs x overcommit) (others' domains use 3)"
+    )
+
+
+def test_a_host_that_does_not_answer_fails_the_read_with_its_name(tmp_path: Path) -> None:
+    import threading
+
+    from virtstack.contract import Owner
+    from virtstack.errors import VirtstackError
+    from virtstack.ops.hostread import read_hosts
+    from virtstack.spec.loader import parse_spec
+
+    release = threading.Event()
+
+    def hanging(_uri: str) -> object:
+        release.wait(10)
+        raise RuntimeError("never")
+
+    spec = parse_spec(ONE_HOST.format(count=1, memory="1GiB", overcommit=""), "x.yaml")
+    try:
+        with pytest.raises(VirtstackError) as info:
+            read_hosts(spec, Owner("virtstack", "one"), hanging, timeout=0.2)
+    finally:
+        release.set()
+    assert str(info.value) == (
+        "cannot read host a (qemu:///system): libvirt host qemu:///system did not answer within 0s "
+        "(VIRTSTACK_CONNECT_TIMEOUT); is the host or its daemon hung?"
     )
