@@ -81,10 +81,14 @@ def project(
     for host_name in sorted(readings):
         reading, host = readings[host_name], spec.hosts[host_name]
         planned = _planned(fleet, placement, host_name)
-        others_v = sum(v for v, _ in reading.others.values())
-        others_m = sum(m for _, m in reading.others.values())
-        ours_v = sum(v for v, _ in reading.ours.values())
-        ours_m = sum(m for _, m in reading.ours.values())
+        # An imported domain carries no owner record until confirmed, but it is this stack's VM.
+        adopted = {vm.name for vm in planned if vm.imported is not None}
+        others = {n: use for n, use in reading.others.items() if n not in adopted}
+        ours = {**reading.ours, **{n: use for n, use in reading.others.items() if n in adopted}}
+        others_v = sum(v for v, _ in others.values())
+        others_m = sum(m for _, m in others.values())
+        ours_v = sum(v for v, _ in ours.values())
+        ours_m = sum(m for _, m in ours.values())
         rows.append(
             HostProjection(
                 host_name,
@@ -111,7 +115,7 @@ def project(
             new = sum(
                 vm.total_disk_bytes
                 for vm in planned
-                if vm.name not in reading.ours and resolve_pool(host, vm.pool) == pool_name
+                if vm.name not in ours and resolve_pool(host, vm.pool) == pool_name
             )
             used = pool.capacity - pool.available
             rows.append(

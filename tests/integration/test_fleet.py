@@ -103,3 +103,62 @@ def test_hosts_counts_a_domain_outside_the_stack_and_plan_refuses_what_does_not_
         conn.close()
     finally:
         project.remove()
+
+
+def test_draining_a_host_never_recreates_a_vm_without_consent(
+    tmp_path: Path, real_parts: None, instance: str
+) -> None:
+    """Moves are not implemented: draining the host of a deployed VM places it elsewhere, which `up`
+    could only do by recreating its disks — refused as a data loss, the VM left as it is."""
+    prefix = f"vsd{secrets.token_hex(3)}"
+    vm = f"{prefix}-vm"
+    spec: dict[str, object] = {
+        "hosts": {
+            "a": {
+                "uri": "qemu:///system",
+                "capacity": {"vcpus": 4, "memory": "4GiB", "disk": "20GiB"},
+                "pools": {prefix: {"path": f"/var/lib/virtstack/pools/{prefix}-a"}},
+            },
+            "b": {
+                "uri": instance,
+                "capacity": {"vcpus": 4, "memory": "4GiB", "disk": "20GiB"},
+                "pools": {prefix: {"path": f"/var/lib/virtstack/pools/{prefix}-b"}},
+            },
+        },
+        "images": {"debian-12": {"source": str(PROJECT_ROOT / ".virtstack/images/debian-12.qcow2")}},
+        "vms": {
+            vm: {
+                "image": "debian-12",
+                "vcpus": 1,
+                "memory": "256MiB",
+                "disk": "3GiB",
+                "data_disks": [{"name": "data", "size": "64MiB"}],
+                "running": False,
+            }
+        },
+    }
+    project = new_project(tmp_path, spec, prefix)
+    try:
+        ok(project.virtstack("up", "-s", project.stack, "--yes"))
+        assert project.outputs()["placement"] == {vm: "a"}
+        conn = libvirt.open("qemu:///system")
+        uuid = conn.lookupByName(vm).UUIDString()
+        conn.close()
+
+        spec["hosts"]["a"]["state"] = "drained"  # type: ignore[index]
+        project.spec_file.write_text(json.dumps(spec))
+        proc = project.virtstack("up", "-s", project.stack, "--yes")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "refusing to apply: the plan destroys" in proc.stderr and f"{vm}" in proc.stderr, proc.stderr
+        conn = libvirt.open("qemu:///system")
+        assert conn.lookupByName(vm).UUIDString() == uuid
+        conn.close()
+        conn = libvirt.open(instance)
+        assert vm not in [d.name() for d in conn.listAllDomains(0)]
+        conn.close()
+        assert project.outputs()["placement"] == {vm: "a"}
+    finally:
+        spec["hosts"]["a"].pop("state", None)  # type: ignore[attr-defined]
+        project.spec_file.write_text(json.dumps(spec))
+        project.virtstack("destroy", "-s", project.stack, "--yes", "--allow-data-loss", "--no-trash")
+        project.remove()

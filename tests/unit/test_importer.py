@@ -138,3 +138,18 @@ def test_an_imported_vm_is_checked(patch: dict[str, Any], message: str) -> None:
     with pytest.raises(SpecError) as info:
         parse_stack(yaml.safe_dump(doc), "x.yaml")
     assert str(info.value).splitlines() == [f"x.yaml: {message}"]
+
+
+def test_an_imported_domain_counts_as_this_stacks_not_twice() -> None:
+    from virtstack.hostcap import HostReading, project
+    from virtstack.placement import place_fleet
+
+    entry = domain_entry(dom(ROOT_BY_PATH), PATHS.get, True, False)
+    doc = fragment("a", [entry], {})
+    doc["hosts"]["a"].update(uri="qemu:///system", capacity={"vcpus": 4, "memory": "4GiB", "disk": "10GiB"})
+    loaded = parse_stack(yaml.safe_dump(doc), "x.yaml")
+    placed = place_fleet(loaded.spec, "x.yaml", fleet=loaded.fleet)
+    reading = HostReading("a", "qemu:///system", 4, 8 * 2**30, others={"db": (2, 2**30), "x": (1, 2**29)})
+    vcpus, memory = project(loaded.spec, placed.fleet, placed.placement, {"a": reading})[:2]
+    assert (vcpus.ours, vcpus.others, vcpus.after) == (2, 1, 3)
+    assert (memory.ours, memory.others, memory.after) == (2**30, 2**29, 2**30 + 2**29)
