@@ -128,5 +128,15 @@ def test_import_adopts_a_hand_made_domain_without_restarting_it(
 
         ok(project.virtstack("destroy", "-s", project.stack, "--yes"))
         assert _running(name)[0] == dom_id  # left in place, still running
+
+        # The user confirms: `up` writes the owner record in place, still without a restart.
+        spec["vms"][name]["imported"]["owned"] = True
+        rewrite(project, spec)
+        ok(project.virtstack("up", "-s", project.stack, "--yes"))
+        after_id, _, owner = _running(name)
+        assert after_id == dom_id
+        assert owner is not None and owner.stack == project.stack
+        plan = project.virtstack("plan", "-s", project.stack, "--detailed-exitcode")
+        assert plan.returncode == 0, plan.stdout + plan.stderr
     finally:
         project.remove()

@@ -225,3 +225,89 @@ def test_a_host_that_does_not_answer_fails_the_read_with_its_name(tmp_path: Path
         "cannot read host a (qemu:///system): libvirt host qemu:///system did not answer within 0s "
         "(VIRTSTACK_CONNECT_TIMEOUT); is the host or its daemon hung?"
     )
+
+
+# ------------------------------------------------------------------------------------------ import
+
+LEGACY_NODE = """\
+<node>
+  <cpu><mhz>2000</mhz><model>x86</model><nodes>1</nodes><sockets>1</sockets><cores>4</cores>
+    <threads>1</threads></cpu>
+  <memory>8388608</memory>
+  <domain type='test'>
+    <name>legacy</name><memory unit='MiB'>512</memory><vcpu>2</vcpu><os><type>hvm</type></os>
+    <devices>
+      <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+        <source file='/legacy/legacy-root.qcow2'/><target dev='vda'/></disk>
+    </devices>
+  </domain>
+  <domain type='test'>
+    <name>theirs</name>
+    <metadata><virtstack:owner xmlns:virtstack='https://virtstack.dev/xmlns/domain/1'
+      project='virtstack' stack='prod'/></metadata>
+    <memory unit='MiB'>512</memory><vcpu>1</vcpu><os><type>hvm</type></os>
+  </domain>
+  <pool type='dir'>
+    <name>legacy</name><capacity unit='GiB'>100</capacity><target><path>/legacy</path></target>
+    <volume type='file'><name>legacy-root.qcow2</name><capacity unit='GiB'>5</capacity>
+      <target><path>/legacy/legacy-root.qcow2</path><format type='qcow2'/></target></volume>
+  </pool>
+</node>
+"""
+
+
+def run_import(tmp_path: Path, args: list[str]) -> tuple[int, str, str]:
+    node = tmp_path / "legacy.xml"
+    node.write_text(LEGACY_NODE)
+    services = make_services(tmp_path, FakeEngine())
+    services.open_libvirt = lambda _uri: __import__("libvirt").open(f"test://{node}")
+    (tmp_path / "stacks" / "one.yaml").write_text(ONE_HOST.format(count=1, memory="1GiB", overcommit=""))
+    result = CliRunner().invoke(cli, ["import", "-s", "one", *args], obj=services)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_import_writes_the_entries_of_every_domain_no_stack_owns(tmp_path: Path) -> None:
+    code, out, err = run_import(tmp_path, ["--host", "a"])
+    assert (code, err) == (0, "")
+    assert out == (
+        "# virtstack import from host a for stack one: merge into stacks/one.yaml\n"
+        "# (1 domain; `virtstack up` adopts them without a restart)\n"
+        "hosts:\n"
+        "  a:\n"
+        "    pools:\n"
+        "      legacy:\n"
+        "        external: true\n"
+        "vms:\n"
+        "  legacy:\n"
+        "    host: a\n"
+        "    vcpus: 2\n"
+        "    memory: 512MiB\n"
+        "    running: true\n"
+        "    autostart: false\n"
+        "    imported:\n"
+        "      owned: false\n"
+        "      disks:\n"
+        "      - pool: legacy\n"
+        "        volume: legacy-root.qcow2\n"
+        "        format: qcow2\n"
+    )
+    code, out, _ = run_import(tmp_path, ["--host", "a", "--own"])
+    assert "      owned: true\n" in out
+
+
+def test_import_refuses_another_stacks_domain_and_unknown_hosts(tmp_path: Path) -> None:
+    assert run_import(tmp_path, ["--host", "a", "--domain", "theirs"]) == (
+        1,
+        "",
+        "error: domain theirs on host a already belongs to stack virtstack/prod\n",
+    )
+    assert run_import(tmp_path, ["--host", "b"]) == (
+        1,
+        "",
+        "error: stacks/one.yaml has no host b (hosts: a)\n",
+    )
+    assert run_import(tmp_path, ["--host", "a", "--domain", "ghost"]) == (
+        1,
+        "",
+        "error: host a has no domain ghost\n",
+    )
