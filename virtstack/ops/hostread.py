@@ -21,7 +21,13 @@ from virtstack import contract
 from virtstack.contract import Owner
 from virtstack.errors import VirtstackError
 from virtstack.hostcap import HostReading, PoolReading
-from virtstack.provider.connection import OPEN_TIMEOUT, HostUnreachable, display_uri, found_or_none
+from virtstack.provider.connection import (
+    OPEN_TIMEOUT,
+    HostUnreachable,
+    display_uri,
+    found_or_none,
+    is_not_found,
+)
 from virtstack.provider.ownership import domain_owner, owns, pool_owner
 from virtstack.spec import StackSpec
 
@@ -42,7 +48,11 @@ def _pool_reading(pool: Any, owner: Owner) -> PoolReading:
         if owned or name.startswith(prefix):
             vol = found_or_none(pool.storageVolLookupByName, name)
             if vol is not None:
-                ours += vol.info()[2]
+                try:
+                    ours += vol.info()[2]
+                except libvirt.libvirtError as err:
+                    if not is_not_found(err):
+                        raise
     return PoolReading(capacity, allocation, available, ours)
 
 
@@ -51,10 +61,15 @@ def read_host(conn: Any, host: str, uri: str, owner: Owner, pools: Iterable[str]
     ours: dict[str, tuple[int, int]] = {}
     others: dict[str, tuple[int, int]] = {}
     for dom in conn.listAllDomains(0):
-        # Current memory (what the domain is given; a balloon may lower it), not its maximum.
-        _, _, memory_kib, vcpus, _ = dom.info()
-        entry = (int(vcpus), int(memory_kib) * KIB)
-        (ours if owns(domain_owner(dom), owner) else others)[dom.name()] = entry
+        try:
+            # Current memory (what the domain is given; a balloon may lower it), not its maximum.
+            _, _, memory_kib, vcpus, _ = dom.info()
+            entry = (int(vcpus), int(memory_kib) * KIB)
+            (ours if owns(domain_owner(dom), owner) else others)[dom.name()] = entry
+        except libvirt.libvirtError as err:
+            if not is_not_found(err):
+                raise
+            # Undefined between the listing and this read (another stack's destroy): it uses nothing.
     readings = {}
     for name in pools:
         pool = found_or_none(conn.storagePoolLookupByName, name)

@@ -16,7 +16,7 @@ import libvirt
 from virtstack.contract import describe_owner
 from virtstack.importer import ImportedDomain, ImportProblem, domain_entry
 from virtstack.provider import xml
-from virtstack.provider.connection import found_or_none
+from virtstack.provider.connection import found_or_none, is_not_found
 from virtstack.provider.ownership import domain_owner
 
 __all__ = ["import_domains"]
@@ -40,9 +40,15 @@ def import_domains(
                     )
                 doms.append(dom)
         else:
-            doms = sorted(
-                (d for d in conn.listAllDomains(0) if domain_owner(d) is None), key=lambda d: d.name()
-            )
+            doms = []
+            for dom in conn.listAllDomains(0):
+                try:
+                    if domain_owner(dom) is None:
+                        doms.append(dom)
+                except libvirt.libvirtError as err:
+                    if not is_not_found(err):
+                        raise  # else: undefined since the listing
+            doms.sort(key=lambda d: d.name())
 
         def volume_at(path: str) -> tuple[str, str] | None:
             vol = found_or_none(conn.storageVolLookupByPath, path)

@@ -311,3 +311,31 @@ def test_import_refuses_another_stacks_domain_and_unknown_hosts(tmp_path: Path) 
         "",
         "error: host a has no domain ghost\n",
     )
+
+
+def test_a_domain_undefined_while_the_host_is_read_is_skipped(tmp_path: Path) -> None:
+    """Regression (seen while other stacks were destroyed on the shared daemon): a domain listed and
+    then undefined before its read made `up` fail with "Domain not found"."""
+    import libvirt
+
+    from virtstack.contract import Owner
+    from virtstack.ops.hostread import read_host
+
+    node = tmp_path / "node.xml"
+    node.write_text(NODE)
+    conn = libvirt.open(f"test://{node}")
+    gone = conn.defineXML(
+        "<domain type='test'><name>gone</name><memory unit='MiB'>64</memory>"
+        "<os><type>hvm</type></os></domain>"
+    )
+    gone.undefine()
+
+    class Racing:
+        def __getattr__(self, name: str) -> object:
+            return getattr(conn, name)
+
+        def listAllDomains(self, flags: int = 0) -> list[object]:
+            return [gone, *conn.listAllDomains(flags)]
+
+    reading = read_host(Racing(), "a", "qemu:///system", Owner("virtstack", "one"), ["vms"])
+    assert sorted(reading.others) == ["outsider"] and sorted(reading.ours) == ["w"]
