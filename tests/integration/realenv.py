@@ -171,12 +171,12 @@ def wait_for(predicate: Any, timeout: float, interval: float = 1.0, what: str = 
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
-def agent_command(domain_name: str, command: str, timeout: int = 5) -> dict[str, Any] | None:
+def agent_command(domain_name: str, command: str, timeout: int = 5, uri: str = URI) -> dict[str, Any] | None:
     """A guest agent command through libvirt; None while the agent does not answer."""
     import libvirt
     import libvirt_qemu
 
-    conn = libvirt.open(URI)
+    conn = libvirt.open(uri)
     try:
         dom = conn.lookupByName(domain_name)
         reply = libvirt_qemu.qemuAgentCommand(dom, json.dumps({"execute": command}), timeout, 0)
@@ -261,14 +261,14 @@ def domain_info(uri: str, name: str) -> dict[str, Any] | None:
         conn.close()
 
 
-def guest_exec(domain_name: str, argv: list[str], timeout: float = 60) -> str:
+def guest_exec(domain_name: str, argv: list[str], timeout: float = 60, uri: str = URI) -> str:
     """Run a command in the guest through the guest agent (libvirt only) and return its stdout."""
     import base64
 
     import libvirt
     import libvirt_qemu
 
-    conn = libvirt.open(URI)
+    conn = libvirt.open(uri)
     try:
         dom = conn.lookupByName(domain_name)
         cmd = {

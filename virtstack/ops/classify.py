@@ -44,6 +44,7 @@ from typing import Any
 from pulumi.automation import events
 
 from virtstack import contract
+from virtstack.ops import moveplan
 from virtstack.ops.changes import ACTION_WORDS, Action, Change, HostPlan, Plan, VmPlan, sort_key
 from virtstack.ops.resources import (
     UNKNOWN,
@@ -247,10 +248,15 @@ def _domain_change(
     info: ResourceInfo,
     step: events.StepEventMetadata,
     new_volumes: Mapping[tuple[str | None, str], str],
+    moving_bytes: int = 0,
 ) -> Change | None:
     changed, maybe = _diff(step)
     old, new = _old_view(step), _new_view(step)
     restart = [key for key in changed if key not in IN_PLACE_DOMAIN_KEYS]
+    if "uri" in changed:  # moved to another host (virtstack.provider.moves)
+        reasons = [moveplan.move_words(old, new, moving_bytes)]
+        reasons += [r for r in _details(restart, step) if r != _key_change("uri", old, new)]
+        return Change(info, Action.REDEFINE, tuple(changed + maybe), tuple(reasons))
     reasons = list(_details(restart, step))
     for key in maybe:
         if key != "disks":
@@ -316,6 +322,18 @@ def classify(steps: Iterable[events.StepEventMetadata]) -> Plan:
             if isinstance(name, str):
                 new_volumes[(info.vm, name)] = info.label
 
+    # Bytes of the disks each VM moves to another host: how long its move stops it.
+    moving_bytes: dict[str | None, int] = {}
+    for urn, (op, step, _) in merged.items():
+        if (
+            op == "update"
+            and infos[urn].holds_data
+            and moveplan.host_changed(_old_view(step), _new_view(step))
+        ):
+            size = _old_view(step).get("capacity") or _old_view(step).get("size") or 0
+            vm = infos[urn].vm
+            moving_bytes[vm] = moving_bytes.get(vm, 0) + int(size if isinstance(size, int | float) else 0)
+
     changes: list[Change] = []
     for urn, (op, step, keys) in merged.items():
         info = infos[urn]
@@ -338,10 +356,13 @@ def classify(steps: Iterable[events.StepEventMetadata]) -> Plan:
             change = Change(info, Action.UPDATE, ("protect",), (words,))
         elif op == "update":
             if info.kind == "domain":
-                change = _domain_change(info, step, new_volumes)
+                change = _domain_change(info, step, new_volumes, moving_bytes.get(info.vm, 0))
             else:
                 changed, maybe = _diff(step)
-                change = Change(info, Action.UPDATE, tuple(changed + maybe), _details(changed, step))
+                details = _details(changed, step)
+                if moveplan.host_changed(_old_view(step), _new_view(step)):
+                    details = (moveplan.disk_move_words(_new_view(step)),)
+                change = Change(info, Action.UPDATE, tuple(changed + maybe), details)
         else:  # an operation this engine version added: report it rather than hide it
             change = Change(info, Action.UPDATE, keys, (f"engine operation {op}",))
         if change is not None:

@@ -10,6 +10,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvid
 
 from virtstack import contract
 from virtstack.props import Props
+from virtstack.provider import moves
 from virtstack.provider.connection import with_connection
 
 P = TypeVar("P", bound=Props)
@@ -29,7 +30,8 @@ class Provider(ResourceProvider, Generic[P]):
         changed = contract.changed_keys(self.kind, olds, news)
         return DiffResult(
             changes=bool(changed),
-            replaces=contract.replaces(self.kind, olds, news),
+            # A disk or domain whose host changes is moved (an update), not replaced.
+            replaces=moves.move_replaces(self.kind, olds, news, contract.replaces(self.kind, olds, news)),
             # libvirt names are unique per host: a replacement that keeps the name must delete the old
             # object first; one with a new name (a new image's base volume) is created before.
             delete_before_replace="name" not in changed,

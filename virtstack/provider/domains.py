@@ -18,7 +18,7 @@ from pulumi.dynamic import (
 
 from virtstack import contract
 from virtstack.props import DomainProps, disk_identities, nic_identities
-from virtstack.provider import ownership, xml
+from virtstack.provider import moves, ownership, xml
 from virtstack.provider.base import Provider
 from virtstack.provider.connection import found_or_none, with_connection
 from virtstack.provider.ownership import OwnershipError, owner_of, owns, refusal
@@ -165,10 +165,14 @@ class DomainProvider(Provider[DomainProps]):
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         props = self.props(news)
         changed = set(contract.changed_keys(self.kind, olds, news))
+        moved = moves.domain_is_moved(olds, news)  # to another host: virtstack.provider.moves
+        moved_uuid = moves.source_uuid(olds, props.name) if moved else None
 
         def op(conn: libvirt.virConnect) -> dict[str, Any]:
             dom = _lookup_domain(conn, props.name)
             owner = owner_of(props.target)
+            if moved and self.problem(conn, props):
+                raise OwnershipError(str(self.problem(conn, props)))
             if dom is not None and owner is not None:
                 record = ownership.domain_owner(dom)
                 if record is not None and not owns(record, owner):
@@ -179,7 +183,7 @@ class DomainProvider(Provider[DomainProps]):
                 if dom is not None:
                     _stop(dom)
                     uuid = dom.UUIDString()
-                dom = conn.defineXML(xml.domain_xml(props, uuid))
+                dom = conn.defineXML(xml.domain_xml(props, uuid or moved_uuid))
             elif (
                 ("owner" in changed or "adopt" in changed) and owner is not None and props.adopt != "unowned"
             ):
@@ -191,7 +195,10 @@ class DomainProvider(Provider[DomainProps]):
                 _stop(dom)
             return _observe(dom, news, props)
 
-        return UpdateResult(with_connection(props.target.uri, op))
+        outs = with_connection(props.target.uri, op)
+        if moved:  # the target is defined and (when asked) runs: only now the source goes
+            moves.finish_on_source(olds, news, _stop)
+        return UpdateResult(outs)
 
     def read(self, id_: str, inputs: dict[str, Any]) -> ReadResult:
         props = self.props(inputs)

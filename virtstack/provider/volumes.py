@@ -22,7 +22,7 @@ from pulumi.dynamic import (
 
 from virtstack import contract
 from virtstack.props import VolumeProps
-from virtstack.provider import ownership, trash, xml
+from virtstack.provider import domains, moves, ownership, trash, xml
 from virtstack.provider.base import Provider
 from virtstack.provider.connection import found_or_none, is_not_found, with_connection
 from virtstack.provider.ownership import OwnershipError, owner_of
@@ -206,8 +206,12 @@ class VolumeProvider(Provider[VolumeProps]):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         props = self.props(news)
+        if moves.volume_is_moved(olds, news):
+            # Its VM moves to another host: the disk is copied there, the source kept (see moves).
+            moved = moves.move_volume(olds, news, self.problem, lambda dom: domains._stop(dom))
+            olds = {**olds, **moved}
 
-        # Only a grown size (or a label) reaches update: anything else replaces.
+        # Only a grown size (or a label) reaches update: anything else replaces (or moves, above).
         def op(conn: libvirt.virConnect) -> dict[str, Any]:
             vol = conn.storagePoolLookupByName(props.pool).storageVolLookupByName(props.name)
             if props.size and props.size > int(vol.info()[1]):
