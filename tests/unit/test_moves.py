@@ -70,6 +70,7 @@ DOMAIN = {"uri": A, "host": "a", "name": "vm", "owner": "p/s", "memory": 1024**3
         (DOMAIN, _with(DOMAIN, uri=B, name="vm2"), False, ["name", "uri"]),  # renamed: a new VM
         (DOMAIN, _with(DOMAIN, name="vm2"), False, ["name"]),
         ({}, DOMAIN, False, ["name", "uri"]),  # created: not a move
+        (DOMAIN, _with(DOMAIN, uri=B, adopt="owned"), False, ["uri"]),  # imported: its disks are not ours
     ],
 )
 def test_which_domain_changes_are_moves(

@@ -67,7 +67,9 @@ def volume_is_moved(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
 
 
 def domain_is_moved(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
-    """A domain whose host changed under the same name."""
+    """A domain whose host changed under the same name (not an imported one: its disks are not ours)."""
+    if news.get("adopt"):
+        return False
     return bool(olds and olds.get("uri") and olds.get("uri") != news.get("uri")) and olds.get(
         "name"
     ) == news.get("name")
