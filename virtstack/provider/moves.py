@@ -207,7 +207,13 @@ def _copy_from_source(
             f"volume {props.name} is neither complete on host {props.target.where} nor in pool "
             f"{src_pool_name} of its old host: the move cannot go on (nothing was deleted)"
         )
+    me = ownership.owner_of(props.target)
     for dom in domains_using(src, src_pool_name, props.name, src_vol.path()):
+        if me is None or not ownership.owns(ownership.domain_owner(dom), me):
+            raise MoveError(
+                f"volume {props.name} is used by domain {dom.name()} on its old host, which is not this "
+                f"stack's: not moved (nothing was changed)"
+            )
         pulumi.log.info(f"moving {props.name}: stopping domain {dom.name()} on its old host")
         stop(dom)
     doc = xml.parse_volume(src_vol.XMLDesc(0))
@@ -269,6 +275,12 @@ def finish_on_source(
         return done
 
     done = with_connection(str(news["uri"]), complete_on_target)
+    missing = sorted(set(new_disks) - set(done))
+    if missing:
+        raise MoveError(
+            f"domain {name}: {', '.join(missing)} not complete on its new host; its old host keeps the VM "
+            "and its disks (run up again)"
+        )
 
     def on_source(src: libvirt.virConnect) -> None:
         dom = found_or_none(src.lookupByName, name)
