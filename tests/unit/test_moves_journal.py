@@ -200,3 +200,17 @@ def test_the_old_hosts_domain_of_another_stack_is_left(hosts: tuple[str, str], c
     moves.finish_on_source(dom, domain(b, "b"), lambda d: None)
     assert "vm" in domains(a)
     assert volumes(a) == sorted([OWNER_VOL, "base", "vm-data", "vm-root"])
+
+
+def test_a_move_onto_a_name_another_stack_holds_is_refused_at_preview(
+    hosts: tuple[str, str], copies: list[Any]
+) -> None:
+    a, b = hosts
+    _root, _data, dom = deployed_on_a(a)
+    DomainProvider().create({**domain(b, "b"), "owner": "virtstack/prod", "disks": [], "running": False})
+    failures = DomainProvider().check(dom, domain(b, "b")).failures
+    assert [f.reason for f in failures] == [
+        "domain vm on host b belongs to stack virtstack/prod, not to stack virtstack/dev: virtstack neither "
+        "adopts, changes nor deletes it (rename yours, or declare a shared pool or network `external: true`)"
+    ]
+    assert copies == []

@@ -39,8 +39,12 @@ class Provider(ResourceProvider, Generic[P]):
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         """At preview: an object this run would create must not be someone else's. (One already in
-        this stack's state is its own.)"""
-        if olds or not news.get("uri") or not isinstance(news.get("name"), str):
+        this stack's state is its own — unless it moves to another host, where it is new.)"""
+        if (
+            (olds and not moves.is_moved(self.kind, olds, news))
+            or not news.get("uri")
+            or not isinstance(news.get("name"), str)
+        ):
             return CheckResult(news, [])
         props = self.props(news)
         try:

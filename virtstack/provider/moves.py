@@ -75,6 +75,13 @@ def domain_is_moved(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
     ) == news.get("name")
 
 
+def is_moved(kind: str, olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
+    """Whether an object of `kind` moves to another host (an update that creates it there)."""
+    if kind == contract.VOLUME:
+        return volume_is_moved(olds, news)
+    return kind == contract.DOMAIN and domain_is_moved(olds, news)
+
+
 def move_replaces(kind: str, olds: Mapping[str, Any], news: Mapping[str, Any], keys: list[str]) -> list[str]:
     """The replace keys once moves are taken out: a moved disk or domain is updated, not replaced."""
     if kind == contract.VOLUME and volume_is_moved(olds, news):
