@@ -191,8 +191,7 @@ def move_volume(
         vol = with_connection(
             src_uri, lambda src: _copy_from_source(src, src_pool_name, props, dst, pool, stop)
         )
-        pool.refresh(0)
-        vol = pool.storageVolLookupByName(props.name)
+        # No pool refresh here: libvirt refuses one while another disk uploads into the same pool.
         marker.delete(0)  # the journal's "complete"
         return _outputs(olds, news, vol)
 
