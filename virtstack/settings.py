@@ -5,6 +5,7 @@ Public API:
         .engine_env(environ)          -- the variables to add for an engine run (those not set already)
         .shell_exports(environ)       -- the same as `export` lines, for scripts/env.sh
     check_passphrase(environ, backend_url) -> bool   (raises SettingsError)
+    redact_url(url) -> str            -- a backend URL for messages: its password replaced by ****
     pulumi_version(root) -> str       -- the one pin: tools/pulumi/go.mod's pkg/v3 requirement
     LOCAL_DEV_PASSPHRASE
 
@@ -23,6 +24,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from virtstack.errors import VirtstackError
 
@@ -33,6 +35,7 @@ __all__ = [
     "SettingsError",
     "check_passphrase",
     "pulumi_version",
+    "redact_url",
 ]
 
 # The documented local development passphrase (README); never for real secrets.
@@ -57,6 +60,10 @@ _FIXED = {
 # The placement the last deployment recorded, as JSON: the CLI reads it once and passes it to the
 # Pulumi program in this variable (virtstack.edge.previous_placement).
 PREVIOUS_PLACEMENT_ENV = "VIRTSTACK_PREVIOUS_PLACEMENT"
+# The state backends the Pulumi CLI opens (DIY: file, PostgreSQL, object stores; https: a Pulumi Cloud).
+# postgres:// and the object stores are shared between machines: their locks are never judged stale
+# by a pid (virtstack.locks, virtstack.shared_state).
+BACKEND_SCHEMES = ("file", "postgres", "postgresql", "s3", "azblob", "gs", "https")
 _PIN = re.compile(r"^require github\.com/pulumi/pulumi/pkg/v3 v(\S+)$", re.M)
 
 
@@ -92,6 +99,29 @@ def _number(environ: Mapping[str, str], name: str, default: float, kind: type = 
     if value <= 0:
         raise SettingsError(f"{name}={raw} must be above 0")
     return float(value) if kind is float else int(value)
+
+
+def redact_url(url: str) -> str:
+    """`url` for messages and listings: a password in it becomes ****."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.split("://", 1)[0] + "://…"
+    if password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc[1]}"))
+
+
+def _backend_url(environ: Mapping[str, str], base: Path) -> str:
+    url = environ.get("PULUMI_BACKEND_URL") or f"file://{base / '.virtstack' / 'state'}"
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in BACKEND_SCHEMES:
+        known = ", ".join(f"{s}://" for s in BACKEND_SCHEMES)
+        raise SettingsError(f"PULUMI_BACKEND_URL={redact_url(url)} is not a state backend ({known})")
+    return url
 
 
 def check_passphrase(environ: Mapping[str, str], backend_url: str) -> bool:
@@ -165,6 +195,12 @@ class Settings:
     no_trash: bool  # VIRTSTACK_NO_TRASH (`--no-trash`): delete disks outright
     engine_full_up: bool  # VIRTSTACK_ENGINE_FULL_UP: Stack.up()'s follow-up reads too (bench baseline)
 
+    @property
+    def shared_backend(self) -> bool:
+        """State other machines use too (postgres://, object stores, a Pulumi Cloud): its locks are
+        named, never removed (virtstack.locks)."""
+        return not self.backend_url.startswith("file://")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, root: Path | None = None) -> Settings:
         """Raises SettingsError (one line naming the variable) for a value that cannot be used."""
@@ -184,7 +220,7 @@ class Settings:
             pulumi_version=version,
             toolchain=Path(env.get("VIRTSTACK_TOOLCHAIN") or cache / "toolchain" / f"pulumi-{version}"),
             pulumi_home=Path(env.get("PULUMI_HOME") or base / ".virtstack" / "pulumi-home"),
-            backend_url=env.get("PULUMI_BACKEND_URL") or f"file://{base / '.virtstack' / 'state'}",
+            backend_url=_backend_url(env, base),
             provider_threads=threads,
             connections_per_host=int(
                 _number(env, "VIRTSTACK_CONNECTIONS_PER_HOST", DEFAULT_CONNECTIONS_PER_HOST)
