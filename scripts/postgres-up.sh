@@ -5,6 +5,8 @@
 #                                    its two roles; print the backend URL
 #   scripts/postgres-up.sh stop      stop it (the data stays)
 #   scripts/postgres-up.sh url [reader]   print the read-write (or read-only) backend URL
+#   scripts/postgres-up.sh ensure URL     start only if URL is this script's server (127.0.0.1 or
+#                                    localhost at $VIRTSTACK_PG_PORT); another server is left alone
 #
 # Its own cluster directory, port and socket directory (nothing of a system cluster is touched):
 #   $VIRTSTACK_PG_DIR (default /var/lib/virtstack/postgres): data/ (the cluster), run/ (socket,
@@ -37,6 +39,14 @@ if [ "${1:-start}" = url ]; then
   if [ "${2:-}" = reader ]; then url virtstack_reader; else url virtstack; fi
   echo
   exit 0
+fi
+
+if [ "${1:-start}" = ensure ]; then
+  hostport=$(printf '%s' "${2:-}" | sed -E 's|^[a-z]+://([^/?]*@)?([^/?]*).*|\2|')
+  case "$hostport" in
+    127.0.0.1:"$PORT" | localhost:"$PORT") set -- start ;;
+    *) log "the backend is another server's (${hostport:-none given}): nothing to start here"; exit 0 ;;
+  esac
 fi
 
 BIN=$(bindir)
