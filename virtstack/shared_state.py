@@ -25,6 +25,7 @@ Public API:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import getpass
 import json
@@ -146,7 +147,7 @@ def held_locks(url: str, project: str, stack: str) -> list[StackLock]:
             raise VirtstackError(f"cannot read the locks in {redact_url(url)}: {str(err).strip()}") from None
     locks = []
     for lock_key, data in rows:
-        content = data if isinstance(data, dict) else json.loads(data or "{}")
+        content = _blob(data)
         pid, host = int(content.get("pid", 0)), str(content.get("hostname", ""))
         operation, why = "", "taken outside virtstack: whether it still runs cannot be checked from here"
         if holder is not None and holder["hostname"] == host:
@@ -168,6 +169,17 @@ def held_locks(url: str, project: str, stack: str) -> list[StackLock]:
             )
         )
     return locks
+
+
+def _blob(data: Any) -> dict[str, Any]:
+    """A stored object's JSON: Pulumi keeps each one as {"data": base64 of its bytes}."""
+    try:
+        stored = data if isinstance(data, dict) else json.loads(data or "{}")
+        if isinstance(stored, dict) and isinstance(stored.get("data"), str):
+            stored = json.loads(base64.b64decode(stored["data"]))
+    except (ValueError, TypeError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
 
 
 def _path(key: str) -> Any:

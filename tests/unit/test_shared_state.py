@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from virtstack.cli.main import cli
 from virtstack.locks import StackLock, clear_stale_locks
 from virtstack.settings import Settings, SettingsError, redact_url
-from virtstack.shared_state import _conninfo, is_postgres
+from virtstack.shared_state import _blob, _conninfo, is_postgres
 
 
 @pytest.mark.parametrize(
@@ -128,8 +128,24 @@ def test_virtstack_env_lists_the_backend_without_its_password() -> None:
         "PATH": "/usr/bin",
     }
     listed = CliRunner().invoke(cli, ["env"], env=env)
-    assert (
-        "PULUMI_BACKEND_URL='postgres://ops:****@db/state'\n" in listed.output and "s3cret" not in listed.output
-    )
+    assert "PULUMI_BACKEND_URL='postgres://ops:****@db/state'\n" in listed.output
+    assert "s3cret" not in listed.output
     shell = CliRunner().invoke(cli, ["env", "--shell"], env=env)
     assert "export PULUMI_BACKEND_URL=postgres://ops:s3cret@db/state\n" in shell.output  # for eval only
+
+
+@pytest.mark.parametrize(
+    ("stored", "content"),
+    [
+        # What Pulumi's PostgreSQL bucket stores: {"data": base64 of the object's bytes}.
+        ({"data": "eyJwaWQiOiA3LCAiaG9zdG5hbWUiOiAiaCJ9"}, {"pid": 7, "hostname": "h"}),
+        ('{"data": "eyJwaWQiOiA3LCAiaG9zdG5hbWUiOiAiaCJ9"}', {"pid": 7, "hostname": "h"}),
+        ({"pid": 7}, {"pid": 7}),
+        ('{"data": "not base64!"}', {}),
+        ("[1, 2]", {}),
+    ],
+)
+def test_a_stored_lock_object_is_read_through_pulumis_wrapping(
+    stored: object, content: dict[str, object]
+) -> None:
+    assert _blob(stored) == content
