@@ -14,7 +14,7 @@
 #   backend-url and reader-url (the URLs to use; they name the password file, never a password)
 #   $VIRTSTACK_PG_PORT (default 55432) on 127.0.0.1 only; TCP logins need scram-sha-256.
 # Roles: `virtstack` owns the database `virtstack` (state table `pulumi_state`, created by Pulumi on
-# its first login; virtstack's holder table `virtstack_holders`); `virtstack_reader` may only read
+# its first login; virtstack's holder table `virtstack_run_holders`); `virtstack_reader` may only read
 # them (plan and drift in pipelines: Pulumi's preview neither locks nor writes).
 #
 # The server runs as the `postgres` user of Debian's postgresql package (PostgreSQL refuses root).
@@ -23,6 +23,7 @@
 set -euo pipefail
 
 DIR=${VIRTSTACK_PG_DIR:-/var/lib/virtstack/postgres}
+cd /  # the postgres user may not enter the caller's directory
 PORT=${VIRTSTACK_PG_PORT:-55432}
 log() { printf 'postgres-up: %s\n' "$*" >&2; }
 

@@ -11,13 +11,14 @@ What virtstack adds, in the same database:
   connection.  Two runs at once: one gets it, the other fails at once naming the holder — instead
   of both writing Pulumi lock objects and possibly both backing off.  The server drops the lease
   when the holder's connection ends (a killed process, a server restart), so it never goes stale;
-- a **holder row** (table `virtstack_holders`: stack, user, host, pid, operation, start time) that
-  says who holds the lease or left a Pulumi lock behind.  Previews (plan, drift) only read: they
-  run with a role that may only SELECT.
+- a **holder row** per run (table `virtstack_run_holders`: stack, user, host, pid, operation, start
+  time and the server process of its connection) that says who holds the lease or left a Pulumi
+  lock behind; whether that run is still connected is what `pg_locks` says of its server process.
+  Rows of runs that are gone are dropped by the next run that finds no Pulumi lock left.
+Previews (plan, drift) only read: they run with a role that may only SELECT.
 
 Public API:
     is_postgres(url) -> bool
-    redact_url(url) -> str                        -- the URL with any password replaced by ****
     held_locks(url, project, stack) -> list[StackLock]   (Pulumi's lock objects, holders named)
     Lease.acquire(url, project, stack, operation) -> Lease   (raises StackBusy); .release()
     StackBusy(VirtstackError)
@@ -42,16 +43,22 @@ from virtstack.settings import redact_url
 
 __all__ = ["HOLDERS_TABLE", "Lease", "StackBusy", "held_locks", "is_postgres"]
 
-HOLDERS_TABLE = "virtstack_holders"
+HOLDERS_TABLE = "virtstack_run_holders"
 _SCHEMES = ("postgres://", "postgresql://")
 _CREATE = f"""CREATE TABLE IF NOT EXISTS {HOLDERS_TABLE} (
-    stack TEXT PRIMARY KEY,
+    stack TEXT NOT NULL,
+    backend_pid INTEGER NOT NULL,
     username TEXT NOT NULL,
     hostname TEXT NOT NULL,
     pid INTEGER NOT NULL,
     operation TEXT NOT NULL,
-    started TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now()
+    started TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now(),
+    PRIMARY KEY (stack, backend_pid, started)
 )"""
+# Whether a row's run still holds its lease: its connection's server process holds an advisory lock.
+_CONNECTED = (
+    "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid = h.backend_pid)"
+)
 
 
 class StackBusy(VirtstackError):
@@ -92,31 +99,22 @@ def _stack_key(table: str, project: str, stack: str) -> str:
     return f"{table}/{project}/{stack.rsplit('/', 1)[-1]}"
 
 
-def _holder(cur: Any, key: str) -> dict[str, Any] | None:
+def _holders(cur: Any, key: str) -> list[dict[str, Any]]:
+    """The stack's holder rows, newest first, each with `connected`."""
     cur.execute("SELECT to_regclass(%s)::text", (HOLDERS_TABLE,))
     if cur.fetchone()[0] is None:
-        return None
+        return []
     cur.execute(
-        f"SELECT username, hostname, pid, operation, started FROM {HOLDERS_TABLE} WHERE stack = %s",
+        f"SELECT username, hostname, pid, operation, started, {_CONNECTED} FROM {HOLDERS_TABLE} h "
+        "WHERE stack = %s ORDER BY started DESC",
         (key,),
     )
-    row = cur.fetchone()
-    if row is None:
-        return None
-    return dict(zip(("username", "hostname", "pid", "operation", "started"), row, strict=True))
+    names = ("username", "hostname", "pid", "operation", "started", "connected")
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def _when(value: Any) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(value, "strftime") else str(value)
-
-
-def _lease_live(cur: Any, key: str) -> bool:
-    """Whether some session holds the stack's lease now (tried and given back at once)."""
-    cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,))
-    if cur.fetchone()[0]:
-        cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
-        return False
-    return True
 
 
 def _lock_keys(cur: Any, table: str, project: str, stack: str) -> list[tuple[str, Any]]:
@@ -141,8 +139,11 @@ def held_locks(url: str, project: str, stack: str) -> list[StackLock]:
             rows = _lock_keys(cur, table, project, stack)
             if not rows:
                 return []
-            holder = _holder(cur, key)
-            live = _lease_live(cur, key)
+            holders = [
+                h
+                for h in _holders(cur, key)
+                if (h["pid"], h["hostname"]) != (os.getpid(), socket.gethostname())
+            ]
         except psycopg.Error as err:
             raise VirtstackError(f"cannot read the locks in {redact_url(url)}: {str(err).strip()}") from None
     locks = []
@@ -150,11 +151,12 @@ def held_locks(url: str, project: str, stack: str) -> list[StackLock]:
         content = _blob(data)
         pid, host = int(content.get("pid", 0)), str(content.get("hostname", ""))
         operation, why = "", "taken outside virtstack: whether it still runs cannot be checked from here"
-        if holder is not None and holder["hostname"] == host:
+        holder = next((h for h in holders if h["hostname"] == host), None)
+        if holder is not None:
             operation = f"virtstack {holder['operation']}"
             why = (
                 "that run is still connected to the state server"
-                if live
+                if holder["connected"]
                 else "that run's connection to the state server has ended (killed, or the server restarted)"
             )
         locks.append(
@@ -207,17 +209,20 @@ class Lease:
             with conn.cursor() as cur:
                 cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,))
                 if not cur.fetchone()[0]:
-                    holder = _holder(cur, key)
+                    holder = next((h for h in _holders(cur, key) if h["connected"]), None)
                     conn.close()
                     raise StackBusy(stack, _busy(holder))
                 cur.execute("SELECT to_regclass(%s)::text", (HOLDERS_TABLE,))
                 if cur.fetchone()[0] is None:
                     cur.execute(_CREATE)
+                cur.execute("SELECT to_regclass(%s)::text", (table,))
+                state_exists = cur.fetchone()[0] is not None
+                if not state_exists or not _lock_keys(cur, table, project, stack):
+                    # Nothing is left of earlier runs: their rows name nobody any more.
+                    cur.execute(f"DELETE FROM {HOLDERS_TABLE} WHERE stack = %s", (key,))
                 cur.execute(
-                    f"INSERT INTO {HOLDERS_TABLE} (stack, username, hostname, pid, operation, started) "
-                    "VALUES (%s, %s, %s, %s, %s, now()) ON CONFLICT (stack) DO UPDATE SET "
-                    "username = EXCLUDED.username, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, "
-                    "operation = EXCLUDED.operation, started = EXCLUDED.started",
+                    f"INSERT INTO {HOLDERS_TABLE} (stack, backend_pid, username, hostname, pid, operation) "
+                    "VALUES (%s, pg_backend_pid(), %s, %s, %s, %s)",
                     (key, _user(), socket.gethostname(), os.getpid(), operation),
                 )
         except psycopg.Error as err:
@@ -231,8 +236,10 @@ class Lease:
         the next holder)."""
         # A server that went away has dropped the lease already.
         with contextlib.suppress(Exception), self.conn.cursor() as cur:
-            mine = (self.key, os.getpid())
-            cur.execute(f"DELETE FROM {HOLDERS_TABLE} WHERE stack = %s AND pid = %s", mine)
+            cur.execute(
+                f"DELETE FROM {HOLDERS_TABLE} WHERE stack = %s AND backend_pid = pg_backend_pid()",
+                (self.key,),
+            )
             cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (self.key,))
         with contextlib.suppress(Exception):
             self.conn.close()

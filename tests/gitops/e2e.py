@@ -625,7 +625,7 @@ def main() -> int:
             ["psql", "-X", "-q", server, "-c", f"DROP TABLE IF EXISTS {table}"], capture_output=True
         )
         subprocess.run(
-            ["psql", "-X", "-q", server, "-c", f"DELETE FROM virtstack_holders WHERE stack LIKE '{table}/%'"],
+            ["psql", "-X", "-q", server, "-c", f"DELETE FROM virtstack_run_holders WHERE stack LIKE '{table}/%'"],
             capture_output=True,
         )
         gitea.stop()

@@ -181,7 +181,7 @@ def two_clones(tmp_path: Path, real_parts: None) -> Iterator[tuple[Clone, Clone,
         _force_cleanup(prefix)
         with contextlib.suppress(Exception):
             psql(server, f"DROP TABLE IF EXISTS {table}")
-            psql(server, f"DELETE FROM virtstack_holders WHERE stack LIKE '{table}/%'")
+            psql(server, f"DELETE FROM virtstack_run_holders WHERE stack LIKE '{table}/%'")
 
 
 def _force_cleanup(prefix: str) -> None:

@@ -102,6 +102,7 @@ def repos(tmp_path: Path) -> tuple[Path, Path, str, str]:
     (work / "stacks").mkdir()
     (work / "stacks" / "dev.yaml").write_text("base\n")
     (work / "Makefile").write_text("setup:\n\ttrue\n")
+    (work / ".gitignore").write_text(".venv/\n.virtstack/\n")
     git(work, "add", "-A")
     git(work, "commit", "-qm", "base")
     base = git(work, "rev-parse", "HEAD").strip()
@@ -149,3 +150,19 @@ def test_the_step_refuses_a_symlink_in_stacks(repos: tuple[Path, Path, str, str]
     assert proc.returncode != 0
     assert "not regular files: stacks/dev.yaml" in proc.stdout
     assert (runner / "stacks" / "dev.yaml").read_text() == "base\n"
+
+
+def test_a_kept_checkout_is_made_clean_again(repos: tuple[Path, Path, str, str]) -> None:
+    # VIRTSTACK_WORKDIR: the next job checks out where the last one ran (.venv, .virtstack kept).
+    _, runner, base, head = repos
+    assert run_step(runner, base, head).returncode == 0
+    (runner / "plan.md").write_text("the last job's plan\n")
+    (runner / ".virtstack").mkdir()
+    (runner / ".virtstack" / "hypervisor.json").write_text("{}")
+    (runner / "stacks" / "left-over.yaml").write_text("x\n")
+    again = run_step(runner, base, head)
+    assert again.returncode == 0, again.stderr
+    assert not (runner / "plan.md").exists() and not (runner / "stacks" / "left-over.yaml").exists()
+    assert (runner / ".virtstack" / "hypervisor.json").read_text() == "{}"  # ignored: kept
+    assert (runner / "stacks" / "dev.yaml").read_text() == "from the pull request\n"
+    assert (runner / "Makefile").read_text() == "setup:\n\ttrue\n"
