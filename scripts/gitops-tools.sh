@@ -39,10 +39,18 @@ if [ ! -x "$BIN/gitea-$GITEA_VERSION" ]; then
   (cd "$src" && CGO_ENABLED=$cgo go build -trimpath -tags "$tags" \
     -ldflags "-s -w -X main.Version=${GITEA_VERSION#v} -X 'main.Tags=$tags'" -o "$BIN/gitea-$GITEA_VERSION.tmp" .)
   mv "$BIN/gitea-$GITEA_VERSION.tmp" "$BIN/gitea-$GITEA_VERSION"
-  # Templates and locale files are read from the source tree at run time (no bindata build).
-  ln -sfn "$src" "$BIN/gitea-$GITEA_VERSION.src"
   log "gitea built in $(($(date +%s) - t0))s"
 fi
+# Templates, locales and public files are read at run time (no bindata build), by gitea's own
+# unprivileged user: a world-readable copy of those directories of its source.
+static=$BIN/gitea-$GITEA_VERSION.static
+if [ ! -d "$static" ]; then
+  src=$(cd /tmp && go mod download -json "code.gitea.io/gitea@$GITEA_VERSION" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+  mkdir -p "$static.tmp"
+  cp -r "$src/templates" "$src/options" "$src/public" "$static.tmp/"
+  chmod -R u+w,a+rX "$static.tmp" && mv "$static.tmp" "$static"
+fi
 ln -sfn "gitea-$GITEA_VERSION" "$BIN/gitea"
-ln -sfn "gitea-$GITEA_VERSION.src" "$BIN/gitea.src"
+ln -sfn "gitea-$GITEA_VERSION.static" "$BIN/gitea.static"
 echo "$BIN"

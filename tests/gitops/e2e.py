@@ -287,6 +287,9 @@ class Runner:
     def __init__(self, act: Path, gitea: Gitea, logs: Path, stack: str, secrets_file: Path) -> None:
         self.act, self.gitea, self.logs, self.stack, self.secrets_file = act, gitea, logs, stack, secrets_file
         self.runs: list[tuple[str, int, float]] = []
+        # The runner's kept checkout (the workflows' VIRTSTACK_WORKDIR): set up once, reused.
+        self.workdir = logs.parent / "runner-work"
+        self.workdir.mkdir(exist_ok=True)
 
     def checkout(self, ref: str, into: Path) -> None:
         """The repository at `ref`, where act is started (its workflow files are the ones that run)."""
@@ -316,6 +319,8 @@ class Runner:
                 str(self.secrets_file),
                 "--var",
                 f"VIRTSTACK_STACK={self.stack}",
+                "--var",
+                f"VIRTSTACK_WORKDIR={self.workdir}",
                 "--env",
                 f"GITHUB_SERVER_URL={self.gitea.url}",
                 "--env",
@@ -417,7 +422,7 @@ def main() -> int:
     logs.mkdir(parents=True)
     base = Path(tempfile.mkdtemp(prefix="vs-gitops-"))
     os.chmod(base, 0o755)
-    gitea = Gitea(tools / "gitea", tools / "gitea.src", base / "gitea")
+    gitea = Gitea(tools / "gitea", tools / "gitea.static", base / "gitea")
     hooks = Hooks()
     passphrase = secrets.token_urlsafe(24)
     secrets_file = base / "secrets"
@@ -625,7 +630,14 @@ def main() -> int:
             ["psql", "-X", "-q", server, "-c", f"DROP TABLE IF EXISTS {table}"], capture_output=True
         )
         subprocess.run(
-            ["psql", "-X", "-q", server, "-c", f"DELETE FROM virtstack_run_holders WHERE stack LIKE '{table}/%'"],
+            [
+                "psql",
+                "-X",
+                "-q",
+                server,
+                "-c",
+                f"DELETE FROM virtstack_run_holders WHERE stack LIKE '{table}/%'",
+            ],
             capture_output=True,
         )
         gitea.stop()
