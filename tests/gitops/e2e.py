@@ -587,11 +587,15 @@ def main() -> int:
             "",
             "### up log (excerpt)",
             "```",
-            excerpt(up_text, "Apply", "created", "Done", "Job succeeded"),
+            excerpt(
+                up_text, "Plan for stack", "created (", "Done:", "running on host", "Job succeeded", around=0
+            ),
             "```",
             "### drift log (excerpt)",
             "```",
-            excerpt(drift_text, "drift", "Drift", f"{prefix}-vm", "Job failed"),
+            excerpt(
+                drift_text, "Drift report", "differs", f"{prefix}-vm`", "exit status", "Job failed", around=0
+            ),
             "```",
         ]
         (logs / "SUMMARY.md").write_text("\n".join(report) + "\n")
