@@ -11,6 +11,9 @@ Public API:
                                               engine to stop exactly once (a graceful cancel).
     OnEvent = Callable[[EngineEvent], None]
 
+On a PostgreSQL backend every run that changes a stack (`up` and `destroy`, from their preview on)
+holds the stack's lease (virtstack.shared_state): a second one fails at once, naming the first.
+
 Every operation returns the EngineEvents it saw (and passes each to `on_event` as it arrives).  A
 failed operation raises EngineError naming each failing resource with its last error line, after
 writing the engine's full output to a log file under the project's log directory.
