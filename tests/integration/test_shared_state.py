@@ -74,7 +74,11 @@ class Clone:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "VIRTSTACK_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("PULUMI_") and k not in ("VIRTSTACK_ROOT", "VIRTSTACK_STACK", "PYTHONPATH")
+        }
         env.update(
             PULUMI_BACKEND_URL=self.backend,
             PULUMI_CONFIG_PASSPHRASE=TEST_PASSPHRASE,
