@@ -5,6 +5,7 @@ Public API:
         .engine_env(environ)          -- the variables to add for an engine run (those not set already)
         .shell_exports(environ)       -- the same as `export` lines, for scripts/env.sh
     check_passphrase(environ, backend_url) -> bool   (raises SettingsError)
+    check_backend_url(url)            -- raises SettingsError for a scheme Pulumi cannot open
     redact_url(url) -> str            -- a backend URL for messages: its password replaced by ****
     pulumi_version(root) -> str       -- the one pin: tools/pulumi/go.mod's pkg/v3 requirement
     LOCAL_DEV_PASSPHRASE
@@ -33,6 +34,7 @@ __all__ = [
     "PREVIOUS_PLACEMENT_ENV",
     "Settings",
     "SettingsError",
+    "check_backend_url",
     "check_passphrase",
     "pulumi_version",
     "redact_url",
@@ -115,13 +117,14 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc[1]}"))
 
 
-def _backend_url(environ: Mapping[str, str], base: Path) -> str:
-    url = environ.get("PULUMI_BACKEND_URL") or f"file://{base / '.virtstack' / 'state'}"
+def check_backend_url(url: str) -> None:
+    """Refuse a PULUMI_BACKEND_URL the Pulumi CLI cannot open, in one line (password hidden).
+    Checked where the engine's environment is assembled (engine_env), not on import: the provider
+    process reads the settings too, and a bad URL must be a message, not a traceback."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in BACKEND_SCHEMES:
         known = ", ".join(f"{s}://" for s in BACKEND_SCHEMES)
         raise SettingsError(f"PULUMI_BACKEND_URL={redact_url(url)} is not a state backend ({known})")
-    return url
 
 
 def check_passphrase(environ: Mapping[str, str], backend_url: str) -> bool:
@@ -220,7 +223,7 @@ class Settings:
             pulumi_version=version,
             toolchain=Path(env.get("VIRTSTACK_TOOLCHAIN") or cache / "toolchain" / f"pulumi-{version}"),
             pulumi_home=Path(env.get("PULUMI_HOME") or base / ".virtstack" / "pulumi-home"),
-            backend_url=_backend_url(env, base),
+            backend_url=env.get("PULUMI_BACKEND_URL") or f"file://{base / '.virtstack' / 'state'}",
             provider_threads=threads,
             connections_per_host=int(
                 _number(env, "VIRTSTACK_CONNECTIONS_PER_HOST", DEFAULT_CONNECTIONS_PER_HOST)
@@ -259,7 +262,9 @@ class Settings:
     def engine_env(self, environ: Mapping[str, str]) -> dict[str, str]:
         """Variables to add to the environment of an engine run: those `environ` does not set (a
         value the caller set always wins), the development passphrase where check_passphrase allows
-        it, the trash switch, and PATH with the virtualenv and the toolchain."""
+        it, the trash switch, and PATH with the virtualenv and the toolchain.  Raises SettingsError
+        for a backend URL or passphrase that cannot be used."""
+        check_backend_url(self.backend_url)
         env = {k: v for k, v in self._variables().items() if not environ.get(k) and k != "VIRTSTACK_ROOT"}
         for key in ("VIRTSTACK_ROOT", "VIRTSTACK_CACHE", "VIRTSTACK_PULUMI_VERSION", "VIRTSTACK_TOOLCHAIN"):
             env.pop(key, None)  # the engine and its plugins do not read these

@@ -59,10 +59,25 @@ def test_every_backend_but_a_file_one_is_shared(url: str, shared: bool) -> None:
 def test_an_unknown_backend_is_one_line_naming_the_variable_without_the_password(
     url: str, message: str
 ) -> None:
+    settings = Settings.from_env({"PULUMI_BACKEND_URL": url})  # the provider reads settings too: no raise
     with pytest.raises(SettingsError) as caught:
-        Settings.from_env({"PULUMI_BACKEND_URL": url})
+        settings.engine_env({"PULUMI_BACKEND_URL": url, "PATH": "/usr/bin"})
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
     assert ":pw@" not in str(caught.value)
+
+
+def test_the_command_names_an_unknown_backend_in_one_line() -> None:
+    env = {
+        "PULUMI_BACKEND_URL": "mysql://ops:pw@db/state",
+        "PATH": "/usr/bin",
+        "PULUMI_CONFIG_PASSPHRASE": "x",
+    }
+    result = CliRunner().invoke(cli, ["plan", "-s", "dev"], env=env)
+    assert (result.exit_code, result.output) == (
+        1,
+        "error: PULUMI_BACKEND_URL=mysql://ops:****@db/state is not a state backend (file://, postgres://, "
+        "postgresql://, s3://, azblob://, gs://, https://)\n",
+    )
 
 
 @pytest.mark.parametrize(
