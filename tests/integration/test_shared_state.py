@@ -238,7 +238,7 @@ def test_two_operators_share_one_postgres_state(two_clones: tuple[Clone, Clone, 
     )
     ok(first)
     exported = a.root / "stack.json"
-    exported.write_text(a.pulumi("stack", "export", "--stack", prefix, backend=file_backend))
+    a.pulumi("stack", "export", "--stack", prefix, "--file", str(exported), backend=file_backend)
     a.pulumi("stack", "init", prefix)
     a.pulumi("stack", "import", "--stack", prefix, "--file", str(exported))
     exported.unlink()
