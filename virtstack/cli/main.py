@@ -13,7 +13,21 @@ from typing import Any
 
 import click
 
-from virtstack.cli import comment, destroy, drift, env, inventory, plan, schema, trash, up, validate
+from virtstack.cli import (
+    comment,
+    destroy,
+    drift,
+    env,
+    hosts,
+    importcmd,
+    inventory,
+    plan,
+    rebalance,
+    schema,
+    trash,
+    up,
+    validate,
+)
 from virtstack.cli.common import echo_err, services
 from virtstack.errors import SpecError, VirtstackError
 from virtstack.ops.errors import Cancelled, Interrupted
@@ -61,7 +75,21 @@ def cli() -> None:
     reconciled by the Pulumi engine."""
 
 
-for module in (validate, plan, up, drift, destroy, inventory, trash, schema, env, comment):
+for module in (
+    validate,
+    plan,
+    up,
+    drift,
+    destroy,
+    inventory,
+    trash,
+    schema,
+    env,
+    rebalance,
+    hosts,
+    importcmd,
+    comment,
+):
     module.register(cli)
 
 
