@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from components import pulumi_libvirt
 from components.hypervisor import Hypervisor, HypervisorArgs
 from components.libvirt_args import Connection, PoolPlace, ResolvedImage
 from components.vm import VirtualMachine, VirtualMachineArgs
@@ -39,6 +40,10 @@ class Host(pulumi.ComponentResource):
     def __init__(self, name: str, args: HostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(contract.HOST_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        if args.connection.backend == pulumi_libvirt.BACKEND:
+            # One provider per host; the components below inherit it.
+            host_provider = pulumi_libvirt.provider(name, args.connection.uri, self)
+            child = pulumi.ResourceOptions(parent=self, providers=[host_provider])
         # Placement only puts a VM where its pool exists, so this always resolves.
         pools = {vm.name: resolve_pool(args.spec, vm.pool) or "" for vm in args.vms}
         self.hypervisor = Hypervisor(

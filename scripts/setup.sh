@@ -20,7 +20,7 @@ APT_PACKAGES=(
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base iptables
   genisoimage xorriso mmdebstrap syslinux syslinux-common mtools dosfstools e2fsprogs fdisk
   cpio busybox-static bc libvirt-dev pkg-config python3-venv curl ca-certificates
-  openssh-server openssh-client gnutls-bin
+  openssh-server openssh-client gnutls-bin xsltproc
 )
 
 log "Debian packages"
@@ -82,6 +82,8 @@ fi
 
 log "Pulumi toolchain"
 scripts/build-toolchain.sh
+
+log "libvirt resource plugin (pulumi-libvirt 0.5.4)"; scripts/build-libvirt-plugin.sh
 
 log "guest image"
 images/ensure-image.sh

@@ -168,6 +168,9 @@ class HostSpec(_Model):
     networks: dict[Name, NetworkSpec] = Field(default_factory=dict)
     # qemu+tcp sends everything, seed ISOs with their passwords included, in clear: only on request.
     insecure_transport: StrictBool = False
+    # Which Pulumi provider manages this host's libvirt objects: virtstack's own (`native`) or the
+    # pulumi-libvirt 0.5.4 interface (`pulumi-libvirt`, components/pulumi_libvirt.py).
+    backend: Literal["native", "pulumi-libvirt"] = "native"
 
     @model_validator(mode="after")
     def _check_transport(self) -> HostSpec:

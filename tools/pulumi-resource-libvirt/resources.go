@@ -1,0 +1,48 @@
+// Package libvirt maps terraform-provider-libvirt's resources onto pulumi-libvirt's tokens, so the
+// unmodified pulumi-libvirt SDK (PyPI pulumi-libvirt==0.5.4) drives this bridged provider.
+package libvirt
+
+import (
+	tflibvirt "github.com/dmacvicar/terraform-provider-libvirt/libvirt"
+	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge"
+	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge/tokens"
+	shimv2 "github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfshim/sdk-v2"
+	ptokens "github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
+
+	"virtstack.local/tools/pulumi-resource-libvirt/version"
+)
+
+const pkg = "libvirt"
+
+// tok is pulumi-libvirt's token for a resource or function in its one module, index.
+func tok(member string, lower string) ptokens.Type {
+	return ptokens.Type(pkg + ":index/" + lower + ":" + member)
+}
+
+// Provider is the bridge's description of the provider.
+func Provider() tfbridge.ProviderInfo {
+	prov := tfbridge.ProviderInfo{
+		P:           shimv2.NewProvider(tflibvirt.Provider()),
+		Name:        "libvirt",
+		Version:     version.Version,
+		GitHubOrg:   "dmacvicar",
+		Publisher:   "virtstack",
+		License:     "Apache-2.0",
+		Repository:  "https://github.com/pulumi/pulumi-libvirt",
+		Description: "pulumi-libvirt's interface, bridged from terraform-provider-libvirt v0.7.6 (virtstack's offline build)",
+		Resources: map[string]*tfbridge.ResourceInfo{
+			"libvirt_domain":   {Tok: tok("Domain", "domain")},
+			"libvirt_volume":   {Tok: tok("Volume", "volume")},
+			"libvirt_pool":     {Tok: tok("Pool", "pool")},
+			"libvirt_network":  {Tok: tok("Network", "network")},
+			"libvirt_ignition": {Tok: tok("Ignition", "ignition")},
+			// The default mapping would spell it CloudinitDisk; pulumi-libvirt's SDK says CloudInitDisk.
+			"libvirt_cloudinit_disk": {Tok: tok("CloudInitDisk", "cloudInitDisk")},
+		},
+		DataSources: map[string]*tfbridge.DataSourceInfo{},
+		Python:      &tfbridge.PythonInfo{},
+	}
+	// Whatever else 0.7.6 has (its data sources) gets the standard token in module index.
+	prov.MustComputeTokens(tokens.SingleModule("libvirt_", "index", tokens.MakeStandard(pkg)))
+	return prov
+}
