@@ -41,6 +41,11 @@ _XSLT_HEAD = """<?xml version="1.0"?>
 _XSLT_TAIL = "</xsl:stylesheet>\n"
 
 
+def _named(opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
+    """libvirt names are unique and the spec fixes them: a replacement deletes the old object first."""
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True))
+
+
 def provider(host: str, uri: str, parent: pulumi.Resource) -> pl.Provider:
     """The host's one provider: every pulumi-libvirt resource below the host goes through it."""
     return pl.Provider(f"{host}-libvirt", uri=uri, opts=pulumi.ResourceOptions(parent=parent))
@@ -98,13 +103,13 @@ def pool(name: str, props: PoolProps, owner: Owner, opts: pulumi.ResourceOptions
     """A `dir` pool and, right after it, its owner record (an empty volume in it)."""
     if props.external or props.path is None:
         raise _unsupported(f"the external pool {props.name}", props.target.where)
-    created = pl.Pool(name, name=props.name, type="dir", path=props.path, opts=opts)
+    created = pl.Pool(name, name=props.name, type="dir", path=props.path, opts=_named(opts))
     pl.Volume(
         f"{name}-owner",
         name=contract.pool_owner_volume(owner),
         pool=props.name,
         format="raw",
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[created])),
+        opts=_named(pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[created]))),
     )
     return created
 
@@ -121,7 +126,7 @@ def network(name: str, props: NetworkProps, opts: pulumi.ResourceOptions) -> pl.
         dhcp=pl.NetworkDhcpArgs(enabled=bool(props.dhcp)) if props.cidr else None,
         autostart=True,
         xml=pl.NetworkXmlArgs(xslt=network_xslt(props)),
-        opts=opts,
+        opts=_named(opts),
     )
 
 
@@ -136,7 +141,7 @@ def volume(
         raise _unsupported(f"the external image {props.name}", props.target.where)
     if props.role == "base":
         return pl.Volume(
-            name, name=props.name, pool=props.pool, source=props.source, format=props.format, opts=opts
+            name, name=props.name, pool=props.pool, source=props.source, format=props.format, opts=_named(opts)
         )
     return pl.Volume(
         name,
@@ -145,7 +150,7 @@ def volume(
         format=props.format,
         size=props.size,
         base_volume_id=base.id if base is not None else None,
-        opts=opts,
+        opts=_named(opts),
     )
 
 
@@ -157,7 +162,7 @@ def seed(name: str, props: VolumeProps, opts: pulumi.ResourceOptions) -> pl.Clou
         user_data=props.user_data,
         meta_data=props.meta_data,
         network_config=props.network_config or None,
-        opts=opts,
+        opts=_named(opts),
     )
 
 
@@ -189,5 +194,5 @@ def domain(
         consoles=[pl.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
         qemu_agent=False,  # virtstack asks the agent itself (`up --wait ready`); 0.7.6 would wait for it
         xml=pl.DomainXmlArgs(xslt=domain_xslt(props)),
-        opts=opts,
+        opts=_named(opts),
     )
