@@ -30,6 +30,7 @@ BACKEND = "pulumi-libvirt"
 NATIVE = "native"
 # terraform-provider-libvirt's network modes for virtstack's
 _NETWORK_MODES = {"nat": "nat", "isolated": "none", "bridge": "bridge"}
+_DOMAIN_NEW = ["disks", "networkInterfaces"]
 
 _XSLT_HEAD = """<?xml version="1.0"?>
 <xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
@@ -140,8 +141,9 @@ def volume(
     if props.external:
         raise _unsupported(f"the external image {props.name}", props.target.where)
     if props.role == "base":
+        named = _named(opts)
         return pl.Volume(
-            name, name=props.name, pool=props.pool, source=props.source, format=props.format, opts=_named(opts)
+            name, name=props.name, pool=props.pool, source=props.source, format=props.format, opts=named
         )
     return pl.Volume(
         name,
@@ -194,5 +196,9 @@ def domain(
         consoles=[pl.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
         qemu_agent=False,  # virtstack asks the agent itself (`up --wait ready`); 0.7.6 would wait for it
         xml=pl.DomainXmlArgs(xslt=domain_xslt(props)),
-        opts=_named(opts),
+        # 0.7.6 forces a new domain for these, but a preview where a disk's id is not known yet says
+        # "update": replace_on_changes makes the plan say what the apply does (and `up --plan` agree).
+        opts=_named(
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(replace_on_changes=_DOMAIN_NEW))
+        ),
     )

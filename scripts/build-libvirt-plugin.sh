@@ -64,6 +64,8 @@ PY
   install -m 0644 "$tmp/src/cmd/pulumi-resource-libvirt/schema.json" "$OUT/schema.json"
   install -m 0755 "$tmp/pulumi-resource-libvirt" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
   log "built in $(($(date +%s) - t0))s: $BIN"
+  # Builds of older wrapper sources are of no further use.
+  find "$VIRTSTACK_CACHE/toolchain" -maxdepth 1 -name 'pulumi-resource-libvirt-*' ! -path "$OUT" -exec rm -rf {} +
 else
   log "cached: $BIN"
 fi

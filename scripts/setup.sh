@@ -83,8 +83,6 @@ fi
 log "Pulumi toolchain"
 scripts/build-toolchain.sh
 
-log "libvirt resource plugin (pulumi-libvirt 0.5.4)"; scripts/build-libvirt-plugin.sh
-
 log "guest image"
 images/ensure-image.sh
 
@@ -94,5 +92,7 @@ mkdir -p "$PULUMI_HOME"
 mkdir -p -m 0700 .virtstack/state && chmod 0700 .virtstack/state
 pulumi login "$PULUMI_BACKEND_URL" >/dev/null
 echo "backend $PULUMI_BACKEND_URL ($(pulumi version))"
+
+log "libvirt resource plugin (pulumi-libvirt 0.5.4)"; scripts/build-libvirt-plugin.sh
 
 log "done in $(($(date +%s) - t_start))s"

@@ -3,7 +3,12 @@
 package libvirt
 
 import (
+	"context"
+	"time"
+
 	tflibvirt "github.com/dmacvicar/terraform-provider-libvirt/libvirt"
+	"github.com/hashicorp/terraform-plugin-sdk/v2/diag"
+	"github.com/hashicorp/terraform-plugin-sdk/v2/helper/schema"
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge"
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge/tokens"
 	shimv2 "github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfshim/sdk-v2"
@@ -19,10 +24,30 @@ func tok(member string, lower string) ptokens.Type {
 	return ptokens.Type(pkg + ":index/" + lower + ":" + member)
 }
 
+// retryRead retries a resource's read a few times. 0.7.6 reads a CloudInitDisk back by downloading
+// the ISO through a libvirt stream, which on a busy host now and then ends with nothing copied
+// ("bytesCopied 0 != <size>"): one failed read would fail a whole refresh or plan.
+func retryRead(read schema.ReadContextFunc) schema.ReadContextFunc {
+	return func(ctx context.Context, d *schema.ResourceData, meta interface{}) diag.Diagnostics {
+		var result diag.Diagnostics
+		for attempt := 0; attempt < 4; attempt++ {
+			if result = read(ctx, d, meta); !result.HasError() {
+				return result
+			}
+			time.Sleep(time.Duration(attempt+1) * 500 * time.Millisecond)
+		}
+		return result
+	}
+}
+
 // Provider is the bridge's description of the provider.
 func Provider() tfbridge.ProviderInfo {
+	tf := tflibvirt.Provider()
+	if seed := tf.ResourcesMap["libvirt_cloudinit_disk"]; seed != nil && seed.ReadContext != nil {
+		seed.ReadContext = retryRead(seed.ReadContext)
+	}
 	prov := tfbridge.ProviderInfo{
-		P:           shimv2.NewProvider(tflibvirt.Provider()),
+		P:           shimv2.NewProvider(tf),
 		Name:        "libvirt",
 		Version:     version.Version,
 		GitHubOrg:   "dmacvicar",

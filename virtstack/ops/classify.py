@@ -229,8 +229,12 @@ def _disk_names(disks: list[Any]) -> list[str]:
 
 def _disks_change(before: list[Any], after: list[Any]) -> str:
     old, new = _disk_names(before), _disk_names(after)
+    pending = sum(1 for d in after if isinstance(d, Mapping) and d.get("volume") == UNKNOWN)
     parts = [f"attaches {name}" for name in new if name not in old]
-    parts += [f"detaches {name}" for name in old if name not in new]
+    gone = [name for name in old if name not in new]
+    # A disk whose name is only known after apply (pulumi-libvirt: a volume's id) takes a slot.
+    parts += [f"attaches a new disk in place of {os.path.basename(name)}" for name in gone[:pending]]
+    parts += [f"detaches {name}" for name in gone[pending:]]
     return ", ".join(parts) if parts else "disks changed"
 
 
