@@ -4,6 +4,7 @@ package libvirt
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	tflibvirt "github.com/dmacvicar/terraform-provider-libvirt/libvirt"
@@ -22,6 +23,20 @@ const pkg = "libvirt"
 // tok is pulumi-libvirt's token for a resource or function in its one module, index.
 func tok(member string, lower string) ptokens.Type {
 	return ptokens.Type(pkg + ":index/" + lower + ":" + member)
+}
+
+var streams sync.Mutex
+
+// serial runs one operation at a time across the provider process.
+func serial[F ~func(context.Context, *schema.ResourceData, interface{}) diag.Diagnostics](op F) F {
+	if op == nil {
+		return nil
+	}
+	return func(ctx context.Context, d *schema.ResourceData, meta interface{}) diag.Diagnostics {
+		streams.Lock()
+		defer streams.Unlock()
+		return op(ctx, d, meta)
+	}
 }
 
 // retryRead retries a resource's read a few times. 0.7.6 reads a CloudInitDisk back by downloading
@@ -43,8 +58,12 @@ func retryRead(read schema.ReadContextFunc) schema.ReadContextFunc {
 // Provider is the bridge's description of the provider.
 func Provider() tfbridge.ProviderInfo {
 	tf := tflibvirt.Provider()
-	if seed := tf.ResourcesMap["libvirt_cloudinit_disk"]; seed != nil && seed.ReadContext != nil {
-		seed.ReadContext = retryRead(seed.ReadContext)
+	if seed := tf.ResourcesMap["libvirt_cloudinit_disk"]; seed != nil {
+		// Cloud-init disks upload and download their ISO through libvirt streams, and several at once
+		// on one connection deadlock (dmacvicar/terraform-provider-libvirt#594): one at a time.
+		seed.CreateContext = serial(seed.CreateContext)
+		seed.ReadContext = retryRead(serial(seed.ReadContext))
+		seed.DeleteContext = serial(seed.DeleteContext)
 	}
 	prov := tfbridge.ProviderInfo{
 		P:           shimv2.NewProvider(tf),
