@@ -25,17 +25,38 @@ func tok(member string, lower string) ptokens.Type {
 	return ptokens.Type(pkg + ":index/" + lower + ":" + member)
 }
 
-var streams sync.Mutex
+// streams orders libvirt stream transfers against every other call. terraform-provider-libvirt moves
+// cloud-init ISOs (create, and every read) and source images through libvirt streams on the one
+// connection it shares, and a stream running beside other calls on it deadlocks under load
+// (dmacvicar/terraform-provider-libvirt#594: parallel cloud-init disks hang): a stream runs alone.
+var streams sync.RWMutex
 
-// serial runs one operation at a time across the provider process.
-func serial[F ~func(context.Context, *schema.ResourceData, interface{}) diag.Diagnostics](op F) F {
-	if op == nil {
+// guard runs `f` alone (exclusive) or beside other shared operations.
+func guard[F ~func(context.Context, *schema.ResourceData, interface{}) diag.Diagnostics](f F, exclusive bool) F {
+	if f == nil {
 		return nil
 	}
 	return func(ctx context.Context, d *schema.ResourceData, meta interface{}) diag.Diagnostics {
-		streams.Lock()
-		defer streams.Unlock()
-		return op(ctx, d, meta)
+		if exclusive {
+			streams.Lock()
+			defer streams.Unlock()
+		} else {
+			streams.RLock()
+			defer streams.RUnlock()
+		}
+		return f(ctx, d, meta)
+	}
+}
+
+// guardAll puts every resource's operations under `streams`: cloud-init disks' all exclusive, a
+// volume's create (it may upload its source) exclusive, the rest shared.
+func guardAll(resources map[string]*schema.Resource) {
+	for name, r := range resources {
+		seed := name == "libvirt_cloudinit_disk"
+		r.CreateContext = guard(r.CreateContext, seed || name == "libvirt_volume")
+		r.ReadContext = guard(r.ReadContext, seed)
+		r.UpdateContext = guard(r.UpdateContext, seed)
+		r.DeleteContext = guard(r.DeleteContext, seed)
 	}
 }
 
@@ -58,12 +79,9 @@ func retryRead(read schema.ReadContextFunc) schema.ReadContextFunc {
 // Provider is the bridge's description of the provider.
 func Provider() tfbridge.ProviderInfo {
 	tf := tflibvirt.Provider()
-	if seed := tf.ResourcesMap["libvirt_cloudinit_disk"]; seed != nil {
-		// Cloud-init disks upload and download their ISO through libvirt streams, and several at once
-		// on one connection deadlock (dmacvicar/terraform-provider-libvirt#594): one at a time.
-		seed.CreateContext = serial(seed.CreateContext)
-		seed.ReadContext = retryRead(serial(seed.ReadContext))
-		seed.DeleteContext = serial(seed.DeleteContext)
+	guardAll(tf.ResourcesMap)
+	if seed := tf.ResourcesMap["libvirt_cloudinit_disk"]; seed != nil && seed.ReadContext != nil {
+		seed.ReadContext = retryRead(seed.ReadContext)
 	}
 	prov := tfbridge.ProviderInfo{
 		P:           shimv2.NewProvider(tf),
