@@ -106,7 +106,8 @@ TF_DOMAIN = """<domain type="qemu"><name>web</name><memory unit="MiB">512</memor
 <features><pae></pae><acpi></acpi><apic></apic></features>
 <devices><console type="pty"><target type="serial" port="0"></target></console></devices></domain>"""
 TF_NETWORK = """<network><name>lab</name><bridge name="vs-1" stp="on"></bridge>
-<ip address="10.9.0.1" family="ipv4" prefix="24"><dhcp><range start="10.9.0.2" end="10.9.0.254"></range></dhcp></ip>
+<ip address="10.9.0.1" family="ipv4" prefix="24">
+<dhcp><range start="10.9.0.2" end="10.9.0.254"></range></dhcp></ip>
 </network>"""
 
 
