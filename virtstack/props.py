@@ -253,10 +253,15 @@ class DomainProps:
     running: bool
     autostart: bool
     console_log: str
+    # An imported domain (virtstack import): "" for virtstack's own, "unowned" adopted without an owner
+    # record (destroy leaves it), "owned" once the user confirmed (the record is written, no restart).
+    adopt: str = ""
 
     def to_inputs(self) -> dict[str, Any]:
         t = self.target
+        extra = {"adopt": self.adopt} if self.adopt else {}
         return {
+            **extra,
             "uri": t.uri,
             "host": t.host,
             "owner": t.owner,
@@ -288,6 +293,7 @@ class DomainProps:
             bool(props.get("running", True)),
             bool(props.get("autostart")),
             str(props.get("console_log") or ""),
+            str(props.get("adopt") or ""),
         )
 
 

@@ -13,7 +13,20 @@ from typing import Any
 
 import click
 
-from virtstack.cli import destroy, drift, env, inventory, plan, schema, trash, up, validate
+from virtstack.cli import (
+    destroy,
+    drift,
+    env,
+    hosts,
+    importcmd,
+    inventory,
+    plan,
+    rebalance,
+    schema,
+    trash,
+    up,
+    validate,
+)
 from virtstack.cli.common import echo_err, services
 from virtstack.errors import SpecError, VirtstackError
 from virtstack.ops.errors import Cancelled, Interrupted
@@ -61,7 +74,20 @@ def cli() -> None:
     reconciled by the Pulumi engine."""
 
 
-for module in (validate, plan, up, drift, destroy, inventory, trash, schema, env):
+for module in (
+    validate,
+    plan,
+    up,
+    drift,
+    destroy,
+    inventory,
+    trash,
+    schema,
+    env,
+    rebalance,
+    hosts,
+    importcmd,
+):
     module.register(cli)
 
 
