@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import pulumi
 
@@ -14,6 +15,7 @@ from components.vm import VirtualMachine, VirtualMachineArgs
 from virtstack import contract
 from virtstack.contract import Owner
 from virtstack.fleet import VmInstance, resolve_pool
+from virtstack.provider.resources import Network, Pool
 from virtstack.spec import HostSpec
 
 HostConnection = Connection
@@ -61,14 +63,16 @@ class Host(pulumi.ComponentResource):
         self.vms = {}
         for vm in args.vms:
             if vm.imported is not None:
+                if args.connection.backend == pulumi_libvirt.BACKEND:
+                    raise pulumi_libvirt.unsupported(f"the imported VM {vm.name}", name)
                 self.vms[vm.name] = ImportedMachine(
                     vm.name,
                     ImportedMachineArgs(
                         connection=args.connection,
                         owner=args.owner,
                         vm=vm,
-                        pool_resources=[self.hypervisor.pools[d.pool] for d in vm.imported.disks],
-                        networks=[self.hypervisor.networks[n] for n in vm.networks],
+                        pool_resources=[cast(Pool, self.hypervisor.pools[d.pool]) for d in vm.imported.disks],
+                        networks=[cast(Network, self.hypervisor.networks[n]) for n in vm.networks],
                     ),
                     pulumi.ResourceOptions(parent=self.hypervisor, protect=vm.protect),
                 )

@@ -94,7 +94,7 @@ def network_xslt(props: NetworkProps) -> str:
     return _XSLT_HEAD + "".join(parts) + _XSLT_TAIL
 
 
-def _unsupported(what: str, host: str) -> VirtstackError:
+def unsupported(what: str, host: str) -> VirtstackError:
     return VirtstackError(
         f"host {host}: {what} is not supported with backend: pulumi-libvirt (use backend: native)"
     )
@@ -103,7 +103,7 @@ def _unsupported(what: str, host: str) -> VirtstackError:
 def pool(name: str, props: PoolProps, owner: Owner, opts: pulumi.ResourceOptions) -> pl.Pool:
     """A `dir` pool and, right after it, its owner record (an empty volume in it)."""
     if props.external or props.path is None:
-        raise _unsupported(f"the external pool {props.name}", props.target.where)
+        raise unsupported(f"the external pool {props.name}", props.target.where)
     created = pl.Pool(name, name=props.name, type="dir", path=props.path, opts=_named(opts))
     pl.Volume(
         f"{name}-owner",
@@ -117,7 +117,7 @@ def pool(name: str, props: PoolProps, owner: Owner, opts: pulumi.ResourceOptions
 
 def network(name: str, props: NetworkProps, opts: pulumi.ResourceOptions) -> pl.Network:
     if props.external:
-        raise _unsupported(f"the external network {props.name}", props.target.where)
+        raise unsupported(f"the external network {props.name}", props.target.where)
     return pl.Network(
         name,
         name=props.name,
@@ -139,7 +139,7 @@ def volume(
 ) -> pl.Volume:
     """A base image (copied from its file), a root disk (copy-on-write over `base`) or a data disk."""
     if props.external:
-        raise _unsupported(f"the external image {props.name}", props.target.where)
+        raise unsupported(f"the external image {props.name}", props.target.where)
     if props.role == "base":
         named = _named(opts)
         return pl.Volume(
