@@ -205,7 +205,9 @@ def section_backends(res: dict[str, Any], rounds: int, n: int = 10) -> None:
             spec = fleet_spec(prefix, n, {"local": LOCAL_URI}, 160 + (r % 20))
             spec["hosts"]["local"]["backend"] = backend
             try:
-                outcome = run_pulumi(backend, prefix, spec, n, use_cli=use_cli, env={"PULUMI_PARALLEL": ""})
+                # This tree's code for the CLI too (as for virtstack-before), not an installed copy.
+                env = {"PULUMI_PARALLEL": "", "PYTHONPATH": f"{TRACE_DIR}:{PROJECT_ROOT}"}
+                outcome = run_pulumi(backend, prefix, spec, n, use_cli=use_cli, env=env)
             except Exception as err:  # one broken run must not end the section
                 outcome = Outcome(backend, n, None, None, error=f"{type(err).__name__}: {err}")
             runs.append({"round": r, **outcome.as_dict()})
