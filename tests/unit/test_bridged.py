@@ -190,3 +190,15 @@ def test_an_unknown_backend_is_one_clear_error_with_its_location(tmp_path: Path)
         load_spec(path)
     text = str(err.value)
     assert "hosts.h.backend" in text and "native" in text and "pulumi-libvirt" in text, text
+
+
+def test_an_external_pool_on_a_pulumi_libvirt_host_is_refused_with_its_location(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        spec_text("pulumi-libvirt").replace("{path: /var/lib/virtstack/pools/x}", "{external: true}")
+    )
+    with pytest.raises(Exception) as err:
+        load_spec(path)
+    assert "hosts.h.pools.vms.external: external is not supported with backend: pulumi-libvirt" in str(
+        err.value
+    )

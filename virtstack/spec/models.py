@@ -204,6 +204,21 @@ class HostSpec(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_backend(self) -> HostSpec:
+        # pulumi-libvirt creates what it manages; shared (external) pools and networks are native only.
+        if self.backend != "pulumi-libvirt":
+            return self
+        issues: list[tuple[Loc, str]] = [
+            ((kind, name, "external"), "external is not supported with backend: pulumi-libvirt")
+            for kind, items in (("pools", self.pools), ("networks", self.networks))
+            for name, item in items.items()
+            if item.external
+        ]
+        if issues:
+            raise issues_error(issues)
+        return self
+
 
 class ImageSpec(_Model):
     """A base image, uploaded to each host that runs a VM using it.
