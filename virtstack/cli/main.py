@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from virtstack.cli import (
+    comment,
     destroy,
     drift,
     env,
@@ -87,6 +88,7 @@ for module in (
     rebalance,
     hosts,
     importcmd,
+    comment,
 ):
     module.register(cli)
 
