@@ -40,6 +40,7 @@ class Connection:
     uri: str
     domain_type: str  # "kvm" | "qemu", resolved from "auto" at the edge
     cpu_mode: str | None = None
+    backend: str = "native"  # "native" | "pulumi-libvirt" (the host's `backend`)
 
     def target(self, owner: Owner) -> Target:
         return Target(self.uri, self.host, str(owner))

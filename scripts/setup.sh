@@ -20,7 +20,7 @@ APT_PACKAGES=(
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base iptables
   genisoimage xorriso mmdebstrap syslinux syslinux-common mtools dosfstools e2fsprogs fdisk
   cpio busybox-static bc libvirt-dev pkg-config python3-venv curl ca-certificates
-  openssh-server openssh-client gnutls-bin
+  openssh-server openssh-client gnutls-bin xsltproc
 )
 
 log "Debian packages"
@@ -93,5 +93,7 @@ mkdir -p "$PULUMI_HOME"
 mkdir -p -m 0700 .virtstack/state && chmod 0700 .virtstack/state
 pulumi login "$PULUMI_BACKEND_URL" >/dev/null
 echo "backend $PULUMI_BACKEND_URL ($(pulumi version))"
+
+log "libvirt resource plugin (pulumi-libvirt 0.5.4)"; scripts/build-libvirt-plugin.sh
 
 log "done in $(($(date +%s) - t_start))s"

@@ -186,6 +186,9 @@ class HostSpec(_Model):
     networks: dict[Name, NetworkSpec] = Field(default_factory=dict)
     # qemu+tcp sends everything, seed ISOs with their passwords included, in clear: only on request.
     insecure_transport: StrictBool = False
+    # Which Pulumi provider manages this host's libvirt objects: virtstack's own (`native`) or the
+    # pulumi-libvirt 0.5.4 interface (`pulumi-libvirt`, components/pulumi_libvirt.py).
+    backend: Literal["native", "pulumi-libvirt"] = "native"
 
     @model_validator(mode="after")
     def _check_transport(self) -> HostSpec:
@@ -199,6 +202,21 @@ class HostSpec(_Model):
                     )
                 ]
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> HostSpec:
+        # pulumi-libvirt creates what it manages; shared (external) pools and networks are native only.
+        if self.backend != "pulumi-libvirt":
+            return self
+        issues: list[tuple[Loc, str]] = [
+            ((kind, name, "external"), "external is not supported with backend: pulumi-libvirt")
+            for kind, items in (("pools", self.pools), ("networks", self.networks))
+            for name, item in items.items()
+            if item.external
+        ]
+        if issues:
+            raise issues_error(issues)
         return self
 
 
