@@ -40,6 +40,7 @@ class Connection:
     uri: str
     domain_type: str  # "kvm" | "qemu", resolved from "auto" at the edge
     cpu_mode: str | None = None
+    boot_concurrency: int = 0  # 0: the provider's default for the host (virtstack.boot)
 
     def target(self, owner: Owner) -> Target:
         return Target(self.uri, self.host, str(owner))
@@ -205,4 +206,5 @@ def domain_props(
         vm.running,
         vm.autostart,
         console_log_path(vm),
+        conn.boot_concurrency,
     )

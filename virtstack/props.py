@@ -253,6 +253,7 @@ class DomainProps:
     running: bool
     autostart: bool
     console_log: str
+    boot_concurrency: int = 0  # a hint for starting, never compared (contract.HINT_KEYS)
 
     def to_inputs(self) -> dict[str, Any]:
         t = self.target
@@ -271,6 +272,7 @@ class DomainProps:
             "running": self.running,
             "autostart": self.autostart,
             "console_log": self.console_log,
+            "boot_concurrency": self.boot_concurrency,
         }
 
     @classmethod
@@ -288,6 +290,7 @@ class DomainProps:
             bool(props.get("running", True)),
             bool(props.get("autostart")),
             str(props.get("console_log") or ""),
+            _int(props.get("boot_concurrency")),
         )
 
 
