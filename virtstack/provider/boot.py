@@ -79,7 +79,7 @@ def start_in_wave(
     start: Callable[[libvirt.virDomain], None],
     timeout: float = boot.BOOT_TIMEOUT,
 ) -> None:
-    if dom.isActive() or conn.getType() == "Test":
+    if dom.isActive() or conn.getType().lower() == "test":
         start(dom)  # nothing boots (or nothing to wait for): no place taken
         return
     gate = _gate(conn, uri, configured, domain_type)
