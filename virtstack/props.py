@@ -257,7 +257,7 @@ class DomainProps:
 
     def to_inputs(self) -> dict[str, Any]:
         t = self.target
-        return {
+        inputs = {
             "uri": t.uri,
             "host": t.host,
             "owner": t.owner,
@@ -272,8 +272,10 @@ class DomainProps:
             "running": self.running,
             "autostart": self.autostart,
             "console_log": self.console_log,
-            "boot_concurrency": self.boot_concurrency,
         }
+        if self.boot_concurrency:  # optional: absent by default, as in state written before it existed
+            inputs["boot_concurrency"] = self.boot_concurrency
+        return inputs
 
     @classmethod
     def from_inputs(cls, props: Mapping[str, Any]) -> DomainProps:
