@@ -41,9 +41,13 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 # ------------------------------------------------------------------------------------------ setup
 
 
-def section_setup(res: dict[str, Any]) -> None:
+def section_setup(res: dict[str, Any], cold: bool = True) -> None:
     figs, runs = res["figures"], res["runs"].setdefault("setup", [])
-    for name, fn in (("warm", setup_times.warm), ("cold", setup_times.cold), ("warm", setup_times.warm)):
+    kinds = [("warm", setup_times.warm), ("cold", setup_times.cold), ("warm", setup_times.warm)]
+    if not cold:
+        kinds = [k for k in kinds if k[0] != "cold"]
+        res["notes"].append("setup: cold run skipped (--skip-cold-setup)")
+    for name, fn in kinds:
         row = {"kind": name, **fn()}
         runs.append(row)
         if "error" in row:
@@ -417,6 +421,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per provisioning size")
     ap.add_argument("--ready-rounds", type=int, default=2)
     ap.add_argument("--preview-repeats", type=int, default=3)
+    ap.add_argument("--skip-cold-setup", action="store_true", help="setup: the warm runs only")
     args = ap.parse_args()
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
     if not IMAGE.exists():
@@ -438,7 +443,7 @@ def main() -> int:
         t = time.perf_counter()
         try:
             if name == "setup":
-                section_setup(res)
+                section_setup(res, cold=not args.skip_cold_setup)
             elif name == "waves":
                 section_waves(res)
             elif name == "sim":
