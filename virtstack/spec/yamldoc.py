@@ -193,14 +193,15 @@ class _Builder:
                     value = event.value
                     if tag is None or tag == "!":
                         # Plain scalars resolve by their text alone (a few values — keys, sizes,
-                        # names — repeat thousands of times); anything else goes to the loader.
+                        # names — repeat thousands of times); quoted ones are strings (PyYAML's
+                        # resolver: no implicit regexes, no path resolvers registered).
                         implicit = event.implicit
                         if implicit[0]:
                             tag = plain_tags.get(value)
                             if tag is None:
                                 tag = plain_tags[value] = resolve(scalar_node, value, implicit)
                         else:
-                            tag = resolve(scalar_node, value, implicit)
+                            tag = _STR_TAG
                     if tag == _STR_TAG:
                         pass
                     elif tag == _INT_TAG and plain_int(value):
