@@ -206,7 +206,11 @@ def section_provisioning(res: dict[str, Any], rounds: int) -> None:
             for name, fn in order:
                 prefix = new_prefix("u")
                 try:
-                    outcome = fn(prefix, fleet_spec(prefix, n, {"local": LOCAL_URI}, 100 + (r % 50)), n)
+                    spec = fleet_spec(prefix, n, {"local": LOCAL_URI}, 100 + (r % 50))
+                    # The floor starts every domain at once: so does virtstack here (the default
+                    # starts them in waves as guests come up: the `waves` section measures that).
+                    spec["hosts"]["local"]["boot_concurrency"] = n
+                    outcome = fn(prefix, spec, n)
                 except Exception as err:  # one broken run must not end the section
                     outcome = Outcome(name, n, None, None, error=f"{type(err).__name__}: {err}")
                 row = {"round": r, **outcome.as_dict()}
