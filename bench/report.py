@@ -18,6 +18,20 @@ SUMMARY = [
     ("ready_all_n10_seconds_script", "… hand-written script, waves of 2", "s"),
     ("ready_all_n10_ratio_waves_best", "waves ÷ the best of the others  (target ≤ 1.1)", TIMES),
     ("ready_all_n10_ratio_waves_all_at_once", "waves ÷ all at once", TIMES),
+    (
+        "ready_n10_agents_answered_by_420s_all_at_once",
+        "10 real guests: agents answered 420 s after up began, all at once",
+        "",
+    ),
+    ("ready_n10_agents_answered_by_420s_waves", "… in waves", ""),
+    ("validate_cli_10k_seconds_main_now", "`virtstack validate -f` 10k, main (A/B, same minutes)", "s"),
+    ("validate_cli_10k_seconds_merged", "… this branch merged with that main (A/B)", "s"),
+    ("validate_cli_10k_cpu_seconds_merged", "… its CPU time (user+sys)", "s"),
+    ("sim_up_2000_unfinished_after_seconds", "simulated 2,000 VMs: up's preview unfinished after", "s"),
+    ("sim_up_200_seconds", "simulated: `virtstack up` 200 VMs over 20 test-driver hosts", "s"),
+    ("sim_plan_200_seconds", "simulated: `virtstack plan`, 200 VMs", "s"),
+    ("sim_destroy_200_seconds", "simulated: `virtstack destroy`, 200 VMs", "s"),
+    ("sim_up_200_maxrss_bytes", "simulated up 200 VMs: peak RSS, largest process", "MiB"),
     ("sim_up_2000_seconds", "simulated: `virtstack up` 2,000 VMs over 200 test-driver hosts", "s"),
     ("sim_plan_2000_seconds", "simulated: `virtstack plan` of the same stack", "s"),
     ("sim_destroy_2000_seconds", "simulated: `virtstack destroy`", "s"),
@@ -123,15 +137,23 @@ def _s(v: Any) -> str:
 def markdown(res: dict[str, Any]) -> str:
     figs, m = res["figures"], res["machine"]
     status = "complete" if res.get("total_seconds") else "in progress: " + ", ".join(res["sections"])
+    if res.get("partial_note"):  # sections run on their own, not one complete `make bench`
+        status = "parts: " + ", ".join(res["sections"])
     parts = [
         "# virtstack benchmarks",
         "",
         f"Written by `make bench` ({status}) on {res['date']}"
         + (f"; the run took {res['total_seconds'] / 60:.1f} min." if res.get("total_seconds") else "."),
-        "Every figure below was measured in this run; ratios are virtstack ÷ the other side (lower is better"
+        (
+            "Every figure below was measured on this machine that morning (see the note)"
+            if res.get("partial_note")
+            else "Every figure below was measured in this run"
+        )
+        + "; ratios are virtstack ÷ the other side (lower is better"
         " for virtstack). Figures with several runs are medians; every run is listed further down and in"
         " `results.json`.",
         "",
+        *([res["partial_note"], ""] if res.get("partial_note") else []),
         "## Machine",
         "",
         _md_table(["", ""], [[k, str(v)] for k, v in m.items()]),
