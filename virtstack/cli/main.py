@@ -38,6 +38,7 @@ COMMANDS = {
     "rebalance": "rebalance",
     "hosts": "hosts",
     "import": "importcmd",
+    "comment": "comment",
 }
 
 
