@@ -94,6 +94,7 @@ step_venv() {
 }
 
 step_state() {
+  [[ $PULUMI_BACKEND_URL != postgres* ]] || scripts/postgres-up.sh ensure "$PULUMI_BACKEND_URL"  # a local PostgreSQL for it
   mkdir -p "$PULUMI_HOME"
   # The state holds every stack's (encrypted) secrets: owner only.
   mkdir -p -m 0700 .virtstack/state && chmod 0700 .virtstack/state
@@ -147,7 +148,7 @@ step daemons --after apt -- scripts/hypervisor-up.sh
 step probe --after daemons -- step_probe
 step venv --after apt -- step_venv
 step image --after apt -- images/ensure-image.sh
-step state --after toolchain -- step_state
+step state --after apt toolchain -- step_state
 # --------------------------------------------------------------------------------------------
 
 wait

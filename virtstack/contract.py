@@ -90,7 +90,7 @@ REPLACE_KEYS = {
     "Domain": DOMAIN_REPLACE_KEYS,
 }
 # Domain keys changed without a restart; any other domain change redefines it (the VM restarts).
-IN_PLACE_DOMAIN_KEYS = frozenset({"running", "autostart", "owner"})
+IN_PLACE_DOMAIN_KEYS = frozenset({"running", "autostart", "owner", "adopt"})
 # Keys shown as sizes in plans.
 SIZE_KEYS = frozenset({"memory", "size"})
 

@@ -253,11 +253,16 @@ class DomainProps:
     running: bool
     autostart: bool
     console_log: str
+    # An imported domain (virtstack import): "" for virtstack's own, "unowned" adopted without an owner
+    # record (destroy leaves it), "owned" once the user confirmed (the record is written, no restart).
+    adopt: str = ""
     boot_concurrency: int = 0  # a hint for starting, never compared (contract.HINT_KEYS)
 
     def to_inputs(self) -> dict[str, Any]:
         t = self.target
+        extra = {"adopt": self.adopt} if self.adopt else {}
         inputs = {
+            **extra,
             "uri": t.uri,
             "host": t.host,
             "owner": t.owner,
@@ -292,6 +297,7 @@ class DomainProps:
             bool(props.get("running", True)),
             bool(props.get("autostart")),
             str(props.get("console_log") or ""),
+            str(props.get("adopt") or ""),
             _int(props.get("boot_concurrency")),
         )
 

@@ -22,10 +22,24 @@ from virtstack.ops.logs import crash_log
 __all__ = ["cli", "main"]
 
 
-# The commands, each in its module virtstack.cli.<name> (whose register(group) adds it). A module is
+# The commands (name -> module of virtstack.cli, whose register(group) adds it). A module is
 # imported when its command runs (or --help lists them all), so `virtstack validate` never imports
 # the engine layer that up/plan/destroy need.
-COMMANDS = ("validate", "plan", "up", "drift", "destroy", "inventory", "trash", "schema", "env")
+COMMANDS = {
+    "validate": "validate",
+    "plan": "plan",
+    "up": "up",
+    "drift": "drift",
+    "destroy": "destroy",
+    "inventory": "inventory",
+    "trash": "trash",
+    "schema": "schema",
+    "env": "env",
+    "rebalance": "rebalance",
+    "hosts": "hosts",
+    "import": "importcmd",
+    "comment": "comment",
+}
 
 
 class VirtstackGroup(click.Group):
@@ -34,7 +48,7 @@ class VirtstackGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
-            importlib.import_module(f"virtstack.cli.{cmd_name}").register(self)
+            importlib.import_module(f"virtstack.cli.{COMMANDS[cmd_name]}").register(self)
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:

@@ -13,14 +13,18 @@ from virtstack.cli.common import (
     write_output,
 )
 from virtstack.ops.apply import make_plan
+from virtstack.ops.capacitycheck import check_real_capacity
 from virtstack.ops.render import FORMATS, render_plan, summary_line
 from virtstack.spec.loader import load_spec
 
 
 def check_spec(ctx: click.Context, stack: str) -> None:
-    """Report stack file problems before starting the engine (which would report them too, later)."""
-    spec_file = services(ctx).project().spec_file(stack)
+    """Report stack file problems before starting the engine (which would report them too, later),
+    then read the hosts and refuse a plan that does not fit them (virtstack.ops.capacitycheck)."""
+    svc = services(ctx)
+    spec_file = svc.project().spec_file(stack)
     load_spec(spec_file.path, display_name=spec_file.display)
+    check_real_capacity(svc.project(), stack, svc.engine(), svc.libvirt_opener())
 
 
 @click.command("plan")
