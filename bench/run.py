@@ -2,7 +2,8 @@
 bench/results.json (same figures, stable keys). Sections write their results as they finish, so a
 run cut short still leaves what it measured.
 
-    python -m bench.run [--sections setup,scale,provisioning,ready,waves,preview,sim,peers] [--rounds 2]
+    python -m bench.run [--sections setup,scale,provisioning,backends,ready,waves,preview,sim,peers]
+                        [--rounds 2]
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from bench.variants import TRACE_DIR, Outcome, cli_available, run_floor, run_pul
 from virtstack.settings import Settings
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("setup", "scale", "provisioning", "ready", "waves", "preview", "sim", "peers")
+SECTIONS = ("setup", "scale", "provisioning", "backends", "ready", "waves", "preview", "sim", "peers")
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -250,6 +251,40 @@ def section_provisioning(res: dict[str, Any], rounds: int) -> None:
         report.write(res)
 
 
+# -------------------------------------------------------------------------------------- backends
+
+
+def section_backends(res: dict[str, Any], rounds: int, n: int = 10) -> None:
+    """`virtstack up --yes` of the same N-VM stack with the host on each backend (native, and
+    pulumi-libvirt through the bridged plugin), alternating which goes first."""
+    figs, runs = res["figures"], res["runs"].setdefault("backends", [])
+    use_cli = cli_available()
+    backends = ["native", "pulumi-libvirt"]
+    for r in range(rounds):
+        for backend in backends[r % 2 :] + backends[: r % 2]:
+            prefix = new_prefix("b")
+            spec = fleet_spec(prefix, n, {"local": LOCAL_URI}, 160 + (r % 20))
+            spec["hosts"]["local"]["backend"] = backend
+            try:
+                # This tree's code for the CLI too (as for virtstack-before), not an installed copy.
+                env = {"PULUMI_PARALLEL": "", "PYTHONPATH": f"{TRACE_DIR}:{PROJECT_ROOT}"}
+                outcome = run_pulumi(backend, prefix, spec, n, use_cli=use_cli, env=env)
+            except Exception as err:  # one broken run must not end the section
+                outcome = Outcome(backend, n, None, None, error=f"{type(err).__name__}: {err}")
+            runs.append({"round": r, **outcome.as_dict()})
+            if outcome.error:
+                res["failures"].append(f"backend {backend} N={n} round {r}: {outcome.error[:600]}")
+                log(f"backend {backend} N={n}: FAILED {outcome.error[:300]}")
+            else:
+                log(f"backend {backend} N={n} round {r}: {outcome.seconds:.1f}s")
+            report.write(res)
+    med = {b: _median([x["seconds"] for x in runs if x["variant"] == b and x["n"] == n]) for b in backends}
+    figs[f"up_backend_native_n{n}_seconds"] = med["native"]
+    figs[f"up_backend_pulumi_libvirt_n{n}_seconds"] = med["pulumi-libvirt"]
+    figs[f"up_backend_ratio_pulumi_libvirt_native_n{n}"] = _ratio(med["pulumi-libvirt"], med["native"])
+    report.write(res)
+
+
 # ------------------------------------------------------------------------------------------ ready
 
 
@@ -456,6 +491,8 @@ def main() -> int:
                 section_scale(res)
             elif name == "provisioning":
                 section_provisioning(res, args.rounds)
+            elif name == "backends":
+                section_backends(res, args.rounds)
             elif name == "ready":
                 section_ready(res, args.ready_rounds)
             elif name == "preview":

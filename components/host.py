@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import pulumi
 
+from components import pulumi_libvirt
 from components.hypervisor import Hypervisor, HypervisorArgs
 from components.imported import ImportedMachine, ImportedMachineArgs
 from components.libvirt_args import Connection, PoolPlace, ResolvedImage
@@ -13,6 +15,7 @@ from components.vm import VirtualMachine, VirtualMachineArgs
 from virtstack import contract
 from virtstack.contract import Owner
 from virtstack.fleet import VmInstance, resolve_pool
+from virtstack.provider.resources import Network, Pool
 from virtstack.spec import HostSpec
 
 HostConnection = Connection
@@ -40,6 +43,10 @@ class Host(pulumi.ComponentResource):
     def __init__(self, name: str, args: HostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(contract.HOST_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        if args.connection.backend == pulumi_libvirt.BACKEND:
+            # One provider per host; the components below inherit it.
+            host_provider = pulumi_libvirt.provider(name, args.connection.uri, self)
+            child = pulumi.ResourceOptions(parent=self, providers=[host_provider])
         # Placement only puts a VM where its pool exists, so this always resolves.
         pools = {vm.name: resolve_pool(args.spec, vm.pool) or "" for vm in args.vms}
         self.hypervisor = Hypervisor(
@@ -56,14 +63,16 @@ class Host(pulumi.ComponentResource):
         self.vms = {}
         for vm in args.vms:
             if vm.imported is not None:
+                if args.connection.backend == pulumi_libvirt.BACKEND:
+                    raise pulumi_libvirt.unsupported(f"the imported VM {vm.name}", name)
                 self.vms[vm.name] = ImportedMachine(
                     vm.name,
                     ImportedMachineArgs(
                         connection=args.connection,
                         owner=args.owner,
                         vm=vm,
-                        pool_resources=[self.hypervisor.pools[d.pool] for d in vm.imported.disks],
-                        networks=[self.hypervisor.networks[n] for n in vm.networks],
+                        pool_resources=[cast(Pool, self.hypervisor.pools[d.pool]) for d in vm.imported.disks],
+                        networks=[cast(Network, self.hypervisor.networks[n]) for n in vm.networks],
                     ),
                     pulumi.ResourceOptions(parent=self.hypervisor, protect=vm.protect),
                 )

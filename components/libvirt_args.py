@@ -41,6 +41,7 @@ class Connection:
     domain_type: str  # "kvm" | "qemu", resolved from "auto" at the edge
     cpu_mode: str | None = None
     boot_concurrency: int = 0  # 0: the provider's default for the host (virtstack.boot)
+    backend: str = "native"  # "native" | "pulumi-libvirt" (the host's `backend`)
 
     def target(self, owner: Owner) -> Target:
         return Target(self.uri, self.host, str(owner))

@@ -29,7 +29,7 @@ APT_PACKAGES=(
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base iptables
   genisoimage xorriso mmdebstrap syslinux syslinux-common mtools dosfstools e2fsprogs fdisk
   cpio busybox-static bc libvirt-dev pkg-config python3-venv curl ca-certificates
-  openssh-server openssh-client gnutls-bin
+  openssh-server openssh-client gnutls-bin xsltproc
 )
 
 step_apt() {
@@ -149,6 +149,7 @@ step probe --after daemons -- step_probe
 step venv --after apt -- step_venv
 step image --after apt -- images/ensure-image.sh
 step state --after apt toolchain -- step_state
+step libvirt-plugin --after apt toolchain -- scripts/build-libvirt-plugin.sh  # pulumi-libvirt 0.5.4
 # --------------------------------------------------------------------------------------------
 
 wait

@@ -43,7 +43,7 @@ from typing import Any
 
 from pulumi.automation import events
 
-from virtstack import contract
+from virtstack import bridged, contract
 from virtstack.ops.changes import ACTION_WORDS, Action, Change, HostPlan, Plan, VmPlan, sort_key
 from virtstack.ops.resources import (
     UNKNOWN,
@@ -84,6 +84,12 @@ _IGNORED_OPS = {
     "import-replacement",
 }
 _REPLACE_OPS = {"replace", "create-replacement", "delete-replaced"}
+# What a pulumi-libvirt domain replacement does (terraform-provider-libvirt 0.7.6 forces a new domain
+# on any vCPU, memory, disk or interface change).
+BRIDGED_DOMAIN_REPLACE = (
+    "pulumi-libvirt deletes the domain and defines it again: the VM restarts, keeps its disks and "
+    "gets a new UUID"
+)
 
 
 # ------------------------------------------------------------------------------------------ values
@@ -131,11 +137,11 @@ def _old_view(step: events.StepEventMetadata) -> Mapping[str, Any]:
     """The old state as the provider diffs it: its outputs (refreshed ones in a refreshing preview)."""
     if step.old is None:
         return {}
-    return step.old.outputs or step.old.inputs or {}
+    return bridged.maybe_view(step.type, step.old.outputs or step.old.inputs or {})
 
 
 def _new_view(step: events.StepEventMetadata) -> Mapping[str, Any]:
-    return (step.new.inputs if step.new is not None else None) or {}
+    return bridged.maybe_view(step.type, (step.new.inputs if step.new is not None else None) or {})
 
 
 def _diff(step: events.StepEventMetadata) -> tuple[list[str], list[str]]:
@@ -185,7 +191,7 @@ _DELETED = {
 }
 
 
-def _key_change(key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+def _key_change(key: str, old: Mapping[str, Any], new: Mapping[str, Any], on_bridged: bool = False) -> str:
     before, after = old.get(key), new.get(key)
     if key == "running":
         return "power on" if after else "power off"
@@ -195,6 +201,8 @@ def _key_change(key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str
         text = f"size {format_size(before)} → {format_size(after)}"
         if after < before:
             return text + " (a disk cannot shrink)"
+        if on_bridged:
+            return text + " (pulumi-libvirt cannot grow a disk: it is created anew)"
         return text + " (grows in place)"
     if key == "owner":
         return f"records its owner (stack {after}) in libvirt; nothing else changes"
@@ -221,8 +229,12 @@ def _disk_names(disks: list[Any]) -> list[str]:
 
 def _disks_change(before: list[Any], after: list[Any]) -> str:
     old, new = _disk_names(before), _disk_names(after)
+    pending = sum(1 for d in after if isinstance(d, Mapping) and d.get("volume") == UNKNOWN)
     parts = [f"attaches {name}" for name in new if name not in old]
-    parts += [f"detaches {name}" for name in old if name not in new]
+    gone = [name for name in old if name not in new]
+    # A disk whose name is only known after apply (pulumi-libvirt: a volume's id) takes a slot.
+    parts += [f"attaches a new disk in place of {os.path.basename(name)}" for name in gone[:pending]]
+    parts += [f"detaches {name}" for name in gone[pending:]]
     return ", ".join(parts) if parts else "disks changed"
 
 
@@ -230,7 +242,7 @@ def _details(keys: Iterable[str], step: events.StepEventMetadata) -> tuple[str, 
     old, new = _old_view(step), _new_view(step)
     texts: list[str] = []
     for key in keys:
-        text = _key_change(key, old, new)
+        text = _key_change(bridged.native_key(key), old, new, bridged.is_bridged(step.type))
         if text not in texts:
             texts.append(text)
     return tuple(texts)
@@ -327,9 +339,13 @@ def classify(steps: Iterable[events.StepEventMetadata]) -> Plan:
         elif op == "replace":
             if not keys and step.old is not None and step.new is not None:
                 keys = tuple(_diff(step)[0])
+            if bridged.is_bridged(step.type):
+                keys = tuple(dict.fromkeys(bridged.native_key(k) for k in keys))
             action = Action.REPLACE_DATA_LOSS if info.holds_data else Action.REPLACE
             details = _details(keys, step)
-            if info.kind == "domain":
+            if info.kind == "domain" and bridged.is_bridged(step.type):
+                details = (BRIDGED_DOMAIN_REPLACE, *details)
+            elif info.kind == "domain":
                 details = ("the VM is recreated, its disks are kept", *details)
             change = Change(info, action, keys, details)
         elif op == "protect":
@@ -337,7 +353,12 @@ def classify(steps: Iterable[events.StepEventMetadata]) -> Plan:
             words = "protect on (nothing can delete it)" if after else "protect off (it can be deleted again)"
             change = Change(info, Action.UPDATE, ("protect",), (words,))
         elif op == "update":
-            if info.kind == "domain":
+            if info.kind == "domain" and bridged.is_bridged(step.type):
+                # pulumi-libvirt replaces a domain for whatever needs a restart; an update is live.
+                changed, maybe = _diff(step)
+                keys = tuple(changed + maybe) or tuple(bridged.native_key(k) for k in keys)
+                change = Change(info, Action.UPDATE, keys, _details(keys, step))
+            elif info.kind == "domain":
                 change = _domain_change(info, step, new_volumes)
             else:
                 changed, maybe = _diff(step)

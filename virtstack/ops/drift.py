@@ -24,6 +24,7 @@ from typing import Any
 
 from pulumi.automation import events
 
+from virtstack.bridged import maybe_view
 from virtstack.ops.resources import KIND_ORDER, ResourceInfo, describe, is_virtstack_resource, vm_hosts
 from virtstack.props import disk_identities, nic_identities
 from virtstack.units import format_size
@@ -137,8 +138,8 @@ def _finding(step: events.StepEventMetadata, info: ResourceInfo) -> Finding | No
         return Finding(info, "missing", (what,))
     if op != "update" or step.old is None or step.new is None:
         return None
-    desired = step.old.inputs or {}
-    actual = step.new.outputs or {}
+    desired = maybe_view(step.type, step.old.inputs or {})
+    actual = maybe_view(step.type, step.new.outputs or {})
     if info.kind == "domain":
         details = _domain_details(desired, actual)
     elif info.kind in ("root-disk", "data-disk", "seed", "base-image", "volume"):

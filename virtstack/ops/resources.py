@@ -16,7 +16,7 @@ from typing import Any
 
 from pulumi.automation import events
 
-from virtstack import contract
+from virtstack import bridged, contract
 
 __all__ = [
     "DYNAMIC_PREFIX",
@@ -78,8 +78,8 @@ def state_of(step: events.StepEventMetadata) -> events.StepEventStateMetadata | 
 
 
 def is_virtstack_resource(step: events.StepEventMetadata) -> bool:
-    """A libvirt object of virtstack's backend (not the stack, a component or a provider)."""
-    return step.type.startswith(DYNAMIC_PREFIX)
+    """A libvirt object of either backend (not the stack, a component or a provider)."""
+    return step.type.startswith(DYNAMIC_PREFIX) or bridged.is_bridged(step.type)
 
 
 def _inputs(step: events.StepEventMetadata) -> Mapping[str, Any]:
@@ -154,7 +154,10 @@ def describe(step: events.StepEventMetadata, vm_hosts: Mapping[str, str] | None 
         host = vm_hosts.get(vm)
 
     role = inputs.get("role") if isinstance(inputs.get("role"), str) else None
-    ours = contract.kind_of_type(rtype)
+    if bridged.is_bridged(rtype):
+        role = bridged.role_of(rtype, name, vm)
+        inputs = bridged.view(rtype, inputs)
+    ours = bridged.kind_of_type(rtype)
     kind, label = "other", name
     if ours is not None:
         libvirt_name = inputs.get("name") if isinstance(inputs.get("name"), str) else None
@@ -178,6 +181,8 @@ def describe(step: events.StepEventMetadata, vm_hosts: Mapping[str, str] | None 
                     "base-image",
                     f"base image {image} (pool {pool})" if pool else f"base image {image}",
                 )
+            elif role == bridged.OWNER_ROLE:
+                kind, label = "volume", f"owner record {libvirt_name or name}"
             else:
                 kind, label = "volume", f"volume {libvirt_name or name}"
         elif ours == contract.POOL:

@@ -189,6 +189,9 @@ class HostSpec(_Model):
     # Domains started at once on this host; the next start when one of them answers its guest agent
     # (or BOOT_TIMEOUT passes). None: from the host's CPUs and domain type (virtstack.boot).
     boot_concurrency: PositiveInt | None = None
+    # Which Pulumi provider manages this host's libvirt objects: virtstack's own (`native`) or the
+    # pulumi-libvirt 0.5.4 interface (`pulumi-libvirt`, components/pulumi_libvirt.py).
+    backend: Literal["native", "pulumi-libvirt"] = "native"
 
     @model_validator(mode="after")
     def _check_transport(self) -> HostSpec:
@@ -202,6 +205,21 @@ class HostSpec(_Model):
                     )
                 ]
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> HostSpec:
+        # pulumi-libvirt creates what it manages; shared (external) pools and networks are native only.
+        if self.backend != "pulumi-libvirt":
+            return self
+        issues: list[tuple[Loc, str]] = [
+            ((kind, name, "external"), "external is not supported with backend: pulumi-libvirt")
+            for kind, items in (("pools", self.pools), ("networks", self.networks))
+            for name, item in items.items()
+            if item.external
+        ]
+        if issues:
+            raise issues_error(issues)
         return self
 
 
