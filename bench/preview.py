@@ -10,9 +10,12 @@ import shutil
 import statistics
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.harness import PulumiStack, cleanup, log, purge_instance, start_instance
+from bench.reader import read_all
+from bench.sim import timed_with_rss
 from bench.specs import IMAGE, POOL_ROOT, PROJECT_ROOT, SMALL_VM
 
 HOSTS = 10
@@ -70,6 +73,22 @@ def _cli_plan_seconds(stack: PulumiStack, root_config) -> float | None:
     return seconds if proc.returncode == 0 else None
 
 
+def _cli_seconds(stack: PulumiStack, root_config: Path, *args: str) -> float | None:
+    exe = PROJECT_ROOT / ".venv/bin/virtstack"
+    shutil.copy(stack.config_file, root_config)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [str(exe), *args, "--stack", stack.stack],
+        cwd=PROJECT_ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    seconds = time.perf_counter() - t0
+    return seconds if proc.returncode == 0 else None
+
+
 def run(prefix: str, subnet0: int, repeats: int = 3) -> dict[str, Any]:
     names = [f"{prefix}h{i}" for i in range(HOSTS)]
     out: dict[str, Any] = {"hosts": HOSTS}
@@ -89,7 +108,17 @@ def run(prefix: str, subnet0: int, repeats: int = 3) -> dict[str, Any]:
             n = per_host * HOSTS
             stack.write_spec(spec_over_hosts(prefix, uris, per_host, subnet0))
             t1 = time.perf_counter()
-            stack.pulumi("up", "--yes", "--skip-preview", timeout=1800)
+            if n == 200:  # peak memory of a 200-VM up, per process (engine, program, provider)
+                row = timed_with_rss(
+                    ["pulumi", "up", "--yes", "--skip-preview", "--stack", stack.stack, "--non-interactive",
+                     "--config-file", str(stack.config_file)],
+                    PROJECT_ROOT, stack.env, 1800,
+                )  # fmt: skip
+                if row["exit"] != 0:
+                    raise RuntimeError(f"pulumi up of 200 VMs: {row.get('error')}")
+                out["up_200_maxrss"] = row["maxrss"]
+            else:
+                stack.pulumi("up", "--yes", "--skip-preview", timeout=1800)
             out[f"up_{n}_seconds"] = time.perf_counter() - t1
             log(f"preview: {n} VMs defined over {HOSTS} hosts in {out[f'up_{n}_seconds']:.1f}s")
             times = [_preview_seconds(stack) for _ in range(repeats)]
@@ -98,6 +127,10 @@ def run(prefix: str, subnet0: int, repeats: int = 3) -> dict[str, Any]:
             cli = _cli_plan_seconds(stack, root_config)
             if cli is not None:
                 out[f"cli_plan_{n}_seconds"] = cli
+            if n == 200:
+                # The floor of a no-change run (bench/reader.py), then a no-change `virtstack up`.
+                out["floor_read_200"] = read_all(list(uris.values()), prefix)
+                out["noop_up_200_seconds"] = _cli_seconds(stack, root_config, "up", "--yes")
         out["preview_ratio_200_20"] = out["preview_200_seconds"] / out["preview_20_seconds"]
         if "cli_plan_200_seconds" in out and "cli_plan_20_seconds" in out:
             out["cli_plan_ratio_200_20"] = out["cli_plan_200_seconds"] / out["cli_plan_20_seconds"]

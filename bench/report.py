@@ -11,6 +11,34 @@ TIMES = "\u00d7"  # the multiplication sign of ratios
 
 # (key, label, unit) in table order; a key missing from a run is shown as "—".
 SUMMARY = [
+    ("setup_cold_seconds", "`make setup`, fresh clone, empty caches (cold)  (target: make up ≤ 300)", "s"),
+    ("setup_warm_seconds", "`make setup`, everything cached (warm)", "s"),
+    ("ready_all_n10_seconds_all_at_once", "10 real guests, up start → all agents answer: all at once", "s"),
+    ("ready_all_n10_seconds_waves", "… started in waves (boot_concurrency default: 2 here)", "s"),
+    ("ready_all_n10_seconds_script", "… hand-written script, waves of 2", "s"),
+    ("ready_all_n10_ratio_waves_best", "waves ÷ the best of the others  (target ≤ 1.1)", TIMES),
+    ("ready_all_n10_ratio_waves_all_at_once", "waves ÷ all at once", TIMES),
+    (
+        "ready_n10_agents_answered_by_420s_all_at_once",
+        "10 real guests: agents answered 420 s after up began, all at once",
+        "",
+    ),
+    ("ready_n10_agents_answered_by_420s_waves", "… in waves", ""),
+    ("validate_cli_10k_seconds_main_now", "`virtstack validate -f` 10k, main (A/B, same minutes)", "s"),
+    ("validate_cli_10k_seconds_merged", "… this branch merged with that main (A/B)", "s"),
+    ("validate_cli_10k_cpu_seconds_merged", "… its CPU time (user+sys)", "s"),
+    ("sim_up_2000_unfinished_after_seconds", "simulated 2,000 VMs: up's preview unfinished after", "s"),
+    ("sim_up_200_seconds", "simulated: `virtstack up` 200 VMs over 20 test-driver hosts", "s"),
+    ("sim_plan_200_seconds", "simulated: `virtstack plan`, 200 VMs", "s"),
+    ("sim_destroy_200_seconds", "simulated: `virtstack destroy`, 200 VMs", "s"),
+    ("sim_up_200_maxrss_bytes", "simulated up 200 VMs: peak RSS, largest process", "MiB"),
+    ("sim_up_2000_seconds", "simulated: `virtstack up` 2,000 VMs over 200 test-driver hosts", "s"),
+    ("sim_plan_2000_seconds", "simulated: `virtstack plan` of the same stack", "s"),
+    ("sim_destroy_2000_seconds", "simulated: `virtstack destroy`", "s"),
+    ("sim_up_2000_maxrss_bytes", "simulated up: peak RSS, largest process (engine or provider)", "MiB"),
+    ("sim_up_2000_engine_maxrss_bytes", "simulated up: peak RSS of the engine (pulumi)", "MiB"),
+    ("sim_up_2000_provider_maxrss_bytes", "simulated up: peak RSS of the provider", "MiB"),
+    ("sim_state_2000_bytes", "simulated: the stack's state file", "MiB"),
     ("up_virtstack_n10_seconds", "up, N=10: virtstack", "s"),
     ("up_floor_n10_seconds", "up, N=10: floor (libvirt-python, thread pool)", "s"),
     ("up_floor_ratio_n10", "up, N=10: virtstack ÷ floor", TIMES),
@@ -37,6 +65,14 @@ SUMMARY = [
     ("cli_plan_20_seconds", "`virtstack plan` (refreshing), 20 VMs", "s"),
     ("cli_plan_200_seconds", "`virtstack plan` (refreshing), 200 VMs", "s"),
     ("cli_plan_ratio_200_20", "`virtstack plan` 200 ÷ 20", TIMES),
+    ("floor_read_200_seconds", "libvirt-python reads the same 200 VMs' objects in parallel (floor)", "s"),
+    ("plan_floor_ratio_200", "`virtstack plan` 200 ÷ that floor  (target ≤ 3)", TIMES),
+    ("noop_up_200_seconds", "no-change `virtstack up`, 200 VMs over 10 hosts", "s"),
+    ("noop_up_floor_ratio_200", "no-change up 200 ÷ the floor  (target ≤ 3)", TIMES),
+    ("up_200_maxrss_bytes", "peak RSS of a 200-VM `pulumi up`, largest process", "MiB"),
+    ("up_200_engine_maxrss_bytes", "… the engine (pulumi)", "MiB"),
+    ("up_200_provider_maxrss_bytes", "… the provider", "MiB"),
+    ("up_200_program_maxrss_bytes", "… the program", "MiB"),
     ("validate_1k_seconds", "load+validate+place 1,000 VMs / 500 hosts (one entry per VM)", "s"),
     (
         "validate_10k_seconds",
@@ -104,15 +140,23 @@ def _s(v: Any) -> str:
 def markdown(res: dict[str, Any]) -> str:
     figs, m = res["figures"], res["machine"]
     status = "complete" if res.get("total_seconds") else "in progress: " + ", ".join(res["sections"])
+    if res.get("partial_note"):  # sections run on their own, not one complete `make bench`
+        status = "parts: " + ", ".join(res["sections"])
     parts = [
         "# virtstack benchmarks",
         "",
         f"Written by `make bench` ({status}) on {res['date']}"
         + (f"; the run took {res['total_seconds'] / 60:.1f} min." if res.get("total_seconds") else "."),
-        "Every figure below was measured in this run; ratios are virtstack ÷ the other side (lower is better"
+        (
+            "Every figure below was measured on this machine that morning (see the note)"
+            if res.get("partial_note")
+            else "Every figure below was measured in this run"
+        )
+        + "; ratios are virtstack ÷ the other side (lower is better"
         " for virtstack). Figures with several runs are medians; every run is listed further down and in"
         " `results.json`.",
         "",
+        *([res["partial_note"], ""] if res.get("partial_note") else []),
         "## Machine",
         "",
         _md_table(["", ""], [[k, str(v)] for k, v in m.items()]),

@@ -2,7 +2,8 @@
 bench/results.json (same figures, stable keys). Sections write their results as they finish, so a
 run cut short still leaves what it measured.
 
-    python -m bench.run [--sections scale,provisioning,backends,ready,preview,peers] [--rounds 2]
+    python -m bench.run [--sections setup,scale,provisioning,backends,ready,waves,preview,sim,peers]
+                        [--rounds 2]
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import baseline, peers, preview, ready, report
+from bench import baseline, peers, preview, ready, report, setup_times, sim, waves
 from bench.harness import LOCAL_URI, log, machine_facts, new_prefix
 from bench.specs import IMAGE, PROJECT_ROOT, fleet_spec
 from bench.variants import TRACE_DIR, Outcome, cli_available, run_floor, run_pulumi
 from virtstack.settings import Settings
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("scale", "provisioning", "backends", "ready", "preview", "peers")
+SECTIONS = ("setup", "scale", "provisioning", "backends", "ready", "waves", "preview", "sim", "peers")
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -36,6 +37,62 @@ def _median(values: list[float | None]) -> float | None:
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
+
+
+# ------------------------------------------------------------------------------------------ setup
+
+
+def section_setup(res: dict[str, Any], cold: bool = True) -> None:
+    figs, runs = res["figures"], res["runs"].setdefault("setup", [])
+    kinds = [("warm", setup_times.warm), ("cold", setup_times.cold), ("warm", setup_times.warm)]
+    if not cold:
+        kinds = [k for k in kinds if k[0] != "cold"]
+        res["notes"].append("setup: cold run skipped (--skip-cold-setup)")
+    for name, fn in kinds:
+        row = {"kind": name, **fn()}
+        runs.append(row)
+        if "error" in row:
+            res["failures"].append(f"setup {name}: {row['error'][-600:]}")
+            log(f"setup {name}: FAILED")
+            continue
+        log(f"setup {name}: {row['seconds']:.1f}s ({row['steps']})")
+        figs[f"setup_{name}_seconds"] = row["seconds"]
+        figs[f"setup_{name}_steps"] = row["steps"]
+        report.write(res)
+    res["notes"].append(
+        "setup cold = a fresh clone with empty VIRTSTACK_CACHE, Go module/build caches and pip cache; the "
+        "Debian packages and the running libvirt daemon are shared with the machine and stay (warm in both)"
+    )
+
+
+# ------------------------------------------------------------------------------------------ waves
+
+
+def section_waves(res: dict[str, Any]) -> None:
+    figs, runs = res["figures"], res["runs"].setdefault("waves", [])
+    variants = [
+        ("all_at_once", lambda p: waves.ready_virtstack(p, 190, waves.N)),
+        ("waves", lambda p: waves.ready_virtstack(p, 191, None)),
+        ("script", lambda p: waves.ready_script(p, 192)),
+    ]
+    for name, fn in variants:
+        row = {"variant": name, **fn(new_prefix("w"))}
+        runs.append(row)
+        if "error" in row:
+            res["failures"].append(f"waves {name}: {row['error'][:600]}")
+            log(f"waves {name}: FAILED {row['error'][:300]}")
+        else:
+            figs[f"ready_all_n10_seconds_{name}"] = row["ready_all_seconds"]
+            log(f"waves {name}: all 10 agents answered after {row['ready_all_seconds']:.1f}s")
+        report.write(res)
+    best = min(
+        (figs[k] for k in ("ready_all_n10_seconds_script", "ready_all_n10_seconds_all_at_once") if k in figs),
+        default=None,
+    )
+    figs["ready_all_n10_ratio_waves_best"] = _ratio(figs.get("ready_all_n10_seconds_waves"), best)
+    figs["ready_all_n10_ratio_waves_all_at_once"] = _ratio(
+        figs.get("ready_all_n10_seconds_waves"), figs.get("ready_all_n10_seconds_all_at_once")
+    )
 
 
 # ------------------------------------------------------------------------------------------ scale
@@ -150,7 +207,11 @@ def section_provisioning(res: dict[str, Any], rounds: int) -> None:
             for name, fn in order:
                 prefix = new_prefix("u")
                 try:
-                    outcome = fn(prefix, fleet_spec(prefix, n, {"local": LOCAL_URI}, 100 + (r % 50)), n)
+                    spec = fleet_spec(prefix, n, {"local": LOCAL_URI}, 100 + (r % 50))
+                    # The floor starts every domain at once: so does virtstack here (the default
+                    # starts them in waves as guests come up: the `waves` section measures that).
+                    spec["hosts"]["local"]["boot_concurrency"] = n
+                    outcome = fn(prefix, spec, n)
                 except Exception as err:  # one broken run must not end the section
                     outcome = Outcome(name, n, None, None, error=f"{type(err).__name__}: {err}")
                 row = {"round": r, **outcome.as_dict()}
@@ -286,11 +347,45 @@ def section_preview(res: dict[str, Any], repeats: int) -> None:
             res["figures"][key if key.startswith(("preview", "cli_plan")) else f"preview_setup_{key}"] = out[
                 key
             ]
+    floor = (out.get("floor_read_200") or {}).get("seconds")
+    figs = res["figures"]
+    if floor:
+        figs["floor_read_200_seconds"] = floor
+        figs["plan_floor_ratio_200"] = _ratio(out.get("cli_plan_200_seconds"), floor)
+        figs["noop_up_200_seconds"] = out.get("noop_up_200_seconds")
+        figs["noop_up_floor_ratio_200"] = _ratio(out.get("noop_up_200_seconds"), floor)
+    rss = out.get("up_200_maxrss") or {}
+    if rss:
+        figs["up_200_maxrss_bytes"] = max(rss.values())
+        for role, value in rss.items():
+            figs[f"up_200_{role}_maxrss_bytes"] = value
     if "preview_ratio_200_20" in out:
         log(
             f"preview: 20 VMs {out['preview_20_seconds']:.1f}s, 200 VMs {out['preview_200_seconds']:.1f}s, "
             f"ratio {out['preview_ratio_200_20']:.2f}"
         )
+
+
+# -------------------------------------------------------------------------------------------- sim
+
+
+def section_sim(res: dict[str, Any]) -> None:
+    figs = res["figures"]
+    out = sim.run(new_prefix("s"))
+    res["runs"]["sim"] = out
+    if "error" in out:
+        res["failures"].append(f"sim: {out['error'][:800]}")
+    for name in ("up", "plan", "destroy"):
+        row = out.get(name)
+        if not row or row.get("exit") != 0:
+            continue
+        figs[f"sim_{name}_2000_seconds"] = row["seconds"]
+        if row["maxrss"]:
+            figs[f"sim_{name}_2000_maxrss_bytes"] = max(row["maxrss"].values())
+            for role, value in row["maxrss"].items():
+                figs[f"sim_{name}_2000_{role}_maxrss_bytes"] = value
+    if out.get("state_bytes"):
+        figs["sim_state_2000_bytes"] = out["state_bytes"]
 
 
 # ------------------------------------------------------------------------------------------ peers
@@ -365,6 +460,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per provisioning size")
     ap.add_argument("--ready-rounds", type=int, default=2)
     ap.add_argument("--preview-repeats", type=int, default=3)
+    ap.add_argument("--skip-cold-setup", action="store_true", help="setup: the warm runs only")
     args = ap.parse_args()
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
     if not IMAGE.exists():
@@ -385,7 +481,13 @@ def main() -> int:
         log(f"== {name}")
         t = time.perf_counter()
         try:
-            if name == "scale":
+            if name == "setup":
+                section_setup(res, cold=not args.skip_cold_setup)
+            elif name == "waves":
+                section_waves(res)
+            elif name == "sim":
+                section_sim(res)
+            elif name == "scale":
                 section_scale(res)
             elif name == "provisioning":
                 section_provisioning(res, args.rounds)

@@ -40,6 +40,7 @@ class Connection:
     uri: str
     domain_type: str  # "kvm" | "qemu", resolved from "auto" at the edge
     cpu_mode: str | None = None
+    boot_concurrency: int = 0  # 0: the provider's default for the host (virtstack.boot)
     backend: str = "native"  # "native" | "pulumi-libvirt" (the host's `backend`)
 
     def target(self, owner: Owner) -> Target:
@@ -206,6 +207,7 @@ def domain_props(
         vm.running,
         vm.autostart,
         console_log_path(vm),
+        boot_concurrency=conn.boot_concurrency,
     )
 
 

@@ -53,7 +53,10 @@ OUTPUT_ONLY = frozenset(
 # Inputs that only label an object for messages and checks (its host, its VM, whether its pool is
 # shared): never compared.
 LABEL_KEYS = frozenset({"host", "vm", "pool_external"})
-NOT_COMPARED = OUTPUT_ONLY | LABEL_KEYS
+# Inputs that say how to do an operation, not what the object is (domains started in waves): a change
+# changes nothing deployed.
+HINT_KEYS = frozenset({"boot_concurrency"})
+NOT_COMPARED = OUTPUT_ONLY | LABEL_KEYS | HINT_KEYS
 # A changed `owner` (an object created before owner records) is an in-place update that writes the
 # record, and puts the owner into the state, where deleting a disk needs it for the trash.
 _NOT_COMPARED_BY_KIND: dict[str, frozenset[str]] = {}

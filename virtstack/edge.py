@@ -60,7 +60,12 @@ def resolve_connections(spec: StackSpec, project_root: Path) -> dict[str, Connec
         else:
             domain_type, cpu = "kvm", None  # a remote host was not probed here; KVM is the norm
         connections[name] = Connection(
-            name, host.uri, domain_type, cpu if domain_type == "kvm" else None, backend=host.backend
+            name,
+            host.uri,
+            domain_type,
+            cpu if domain_type == "kvm" else None,
+            boot_concurrency=host.boot_concurrency or 0,
+            backend=host.backend,
         )
     return connections
 

@@ -129,6 +129,8 @@ def derive_mac(vm_name: str, nic_index: int) -> str:
 
 def offset_ip(base: IPv4Address, offset: int) -> IPv4Address | None:
     """``base + offset``, or None past 255.255.255.255 (validation reports it)."""
+    if offset == 0:
+        return base
     value = int(base) + offset
     if value > _MAX_IPV4:
         return None

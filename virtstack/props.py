@@ -256,11 +256,12 @@ class DomainProps:
     # An imported domain (virtstack import): "" for virtstack's own, "unowned" adopted without an owner
     # record (destroy leaves it), "owned" once the user confirmed (the record is written, no restart).
     adopt: str = ""
+    boot_concurrency: int = 0  # a hint for starting, never compared (contract.HINT_KEYS)
 
     def to_inputs(self) -> dict[str, Any]:
         t = self.target
         extra = {"adopt": self.adopt} if self.adopt else {}
-        return {
+        inputs = {
             **extra,
             "uri": t.uri,
             "host": t.host,
@@ -277,6 +278,9 @@ class DomainProps:
             "autostart": self.autostart,
             "console_log": self.console_log,
         }
+        if self.boot_concurrency:  # optional: absent by default, as in state written before it existed
+            inputs["boot_concurrency"] = self.boot_concurrency
+        return inputs
 
     @classmethod
     def from_inputs(cls, props: Mapping[str, Any]) -> DomainProps:
@@ -294,6 +298,7 @@ class DomainProps:
             bool(props.get("autostart")),
             str(props.get("console_log") or ""),
             str(props.get("adopt") or ""),
+            _int(props.get("boot_concurrency")),
         )
 
 

@@ -90,6 +90,12 @@ def _flag(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def test_driver_files_allowed(environ: Mapping[str, str] | None = None) -> bool:
+    """VIRTSTACK_SIMULATED_HOSTS=1: `test:///PATH.xml` host URIs (libvirt's test driver, one in-memory
+    hypervisor per file and connection) are accepted — for simulated fleets in tests and bench only."""
+    return _flag(os.environ if environ is None else environ, "VIRTSTACK_SIMULATED_HOSTS")
+
+
 def _number(environ: Mapping[str, str], name: str, default: float, kind: type = int) -> float:
     raw = environ.get(name, "").strip()
     if not raw:

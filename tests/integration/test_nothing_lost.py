@@ -201,6 +201,19 @@ def test_grow_shrink_keeps_identity_and_data_and_the_trash_gives_it_back(
         assert read_marker(f"{group}-2", len(marker2)) == marker2
         assert domain_info(URI, group)["uuid"] == first["uuid"]
         no_changes(project)
+
+        # A data disk grown while its VM runs is grown in place through the guest's QEMU (regression:
+        # the running domain was looked for by file path, which pool/volume disks do not carry, and
+        # qemu-img then failed on the image's write lock): no consent needed, data and UUID kept,
+        # and the guest sees the new size.
+        spec["vms"][group]["data_disks"][0]["size"] = "320MiB"
+        rewrite(project, spec)
+        ok(up(project))
+        size = guest_exec(group, ["/bin/sh", "-c", "cat /sys/block/vdb/size"]).strip()
+        assert int(size) * 512 == 320 * 1024 * 1024, size
+        assert read_marker(group, len(marker1)) == marker1
+        assert domain_info(URI, group)["uuid"] == first["uuid"]
+        no_changes(project)
     finally:
         project.virtstack("destroy", "-s", project.stack, "--yes", "--allow-data-loss", "--no-trash")
         project.virtstack("trash", "empty", "-s", project.stack, "--yes")

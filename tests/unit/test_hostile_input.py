@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import runpy
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -50,9 +49,14 @@ def many_hosts(n: int, networks: str = LAN) -> list[str]:
     return [f"h{i:04d}: " + HOST.format(name=f"h{i:04d}", networks=networks) for i in range(n)]
 
 
-def measured(text: str) -> tuple[Any, float, int]:
-    """place_fleet(parse_spec(text)), its seconds and its peak of Python allocations."""
-    started = time.monotonic()
+# A few host checks per VM: placement's work grows linearly with the fleet. A scan of every host for
+# every VM would be 3,000 x 3,000 = 9,000,000 checks, and placement gives up past this cap with a
+# SpecError, so the bound is counted work, not wall time (no timed assertions in tests).
+LINEAR_CHECKS_FOR_3000 = 5 * 3000
+
+
+def measured(text: str) -> tuple[Any, int]:
+    """place_fleet(parse_spec(text)) and its peak of Python allocations."""
     tracemalloc.start()
     try:
         spec = parse_spec(text, F)
@@ -60,36 +64,38 @@ def measured(text: str) -> tuple[Any, float, int]:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    return result, time.monotonic() - started, peak
+    return result, peak
 
 
-def test_three_thousand_hosts_by_three_thousand_vm_sizes_is_fast_and_small() -> None:
+def test_three_thousand_hosts_by_three_thousand_vm_sizes_is_fast_and_small(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(placement, "MAX_PLACEMENT_STEPS", LINEAR_CHECKS_FOR_3000)
     groups = [
         f"g{i:04d}: {{image: d, vcpus: 1, memory: {512 + i}MiB, disk: 8GiB, nics: [{{network: lan}}]}}"
         for i in range(3000)
     ]
-    result, seconds, peak = measured(stack(many_hosts(3000), groups))
+    result, peak = measured(stack(many_hosts(3000), groups))
     assert len(result.placement.assignments) == 3000
     assert len({host for host in result.placement.assignments.values()}) == 3000  # spread: one per host
     assert peak < 150 * 2**20, (
         f"{peak / 2**20:.0f} MiB"
     )  # was ~950 MiB of heaps (tracemalloc itself included)
-    assert seconds < 30  # under tracemalloc, on a loaded machine; ~1 s without
 
 
-def test_three_thousand_network_combinations_over_three_thousand_hosts() -> None:
+def test_three_thousand_network_combinations_over_three_thousand_hosts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(placement, "MAX_PLACEMENT_STEPS", LINEAR_CHECKS_FOR_3000)
     nets = "".join(f"  n{i}: {{mode: isolated, cidr: 10.{100 + i}.0.0/16}}\n" for i in range(12))
     combos = [c for r in range(1, 13) for c in itertools.combinations(range(12), r)][:3000]
     groups = [
         f"g{i:04d}: {{image: d, vcpus: 1, memory: 1GiB, disk: 8GiB, nics: [{', '.join(f'{{network: n{n}}}' for n in combo)}]}}"
         for i, combo in enumerate(combos)
     ]
-    result, seconds, peak = measured(
-        stack(many_hosts(3000, "*nets"), groups, prelude=f"x-nets: &nets\n{nets}")
-    )
+    result, peak = measured(stack(many_hosts(3000, "*nets"), groups, prelude=f"x-nets: &nets\n{nets}"))
     assert len(result.placement.assignments) == 3000
     assert peak < 250 * 2**20, f"{peak / 2**20:.0f} MiB"  # was 1.1 GB
-    assert seconds < 60  # was 45 s without tracemalloc
 
 
 def test_placement_work_is_capped_with_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,12 +150,11 @@ TOTALS = {
 
 
 @pytest.mark.parametrize(("hosts", "groups", "message"), TOTALS.values(), ids=TOTALS.keys())
+@pytest.mark.usefixtures("refuse_expansion")
 def test_totals_are_capped_before_expansion(hosts: int, groups: list[str], message: str) -> None:
-    started = time.monotonic()
     with pytest.raises(SpecError) as caught:
         parse_spec(stack(many_hosts(hosts), groups), F)
     assert str(caught.value) == f"{F}: {message}"
-    assert time.monotonic() - started < 10
 
 
 def test_totals_at_the_limit_pass() -> None:

@@ -7,27 +7,13 @@ of a log file holding the traceback, and exits 1.
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 from typing import Any
 
 import click
 
-from virtstack.cli import (
-    comment,
-    destroy,
-    drift,
-    env,
-    hosts,
-    importcmd,
-    inventory,
-    plan,
-    rebalance,
-    schema,
-    trash,
-    up,
-    validate,
-)
 from virtstack.cli.common import echo_err, services
 from virtstack.errors import SpecError, VirtstackError
 from virtstack.ops.errors import Cancelled, Interrupted
@@ -36,7 +22,35 @@ from virtstack.ops.logs import crash_log
 __all__ = ["cli", "main"]
 
 
+# The commands (name -> module of virtstack.cli, whose register(group) adds it). A module is
+# imported when its command runs (or --help lists them all), so `virtstack validate` never imports
+# the engine layer that up/plan/destroy need.
+COMMANDS = {
+    "validate": "validate",
+    "plan": "plan",
+    "up": "up",
+    "drift": "drift",
+    "destroy": "destroy",
+    "inventory": "inventory",
+    "trash": "trash",
+    "schema": "schema",
+    "env": "env",
+    "rebalance": "rebalance",
+    "hosts": "hosts",
+    "import": "importcmd",
+    "comment": "comment",
+}
+
+
 class VirtstackGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            importlib.import_module(f"virtstack.cli.{COMMANDS[cmd_name]}").register(self)
+        return super().get_command(ctx, cmd_name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -73,24 +87,6 @@ class VirtstackGroup(click.Group):
 def cli() -> None:
     """Infrastructure as code for libvirt fleets: hosts, hypervisors and VMs from one stack file,
     reconciled by the Pulumi engine."""
-
-
-for module in (
-    validate,
-    plan,
-    up,
-    drift,
-    destroy,
-    inventory,
-    trash,
-    schema,
-    env,
-    rebalance,
-    hosts,
-    importcmd,
-    comment,
-):
-    module.register(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

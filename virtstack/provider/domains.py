@@ -20,6 +20,7 @@ from virtstack import contract
 from virtstack.props import DomainProps, disk_identities, nic_identities
 from virtstack.provider import moves, ownership, xml
 from virtstack.provider.base import Provider
+from virtstack.provider.boot import start_in_wave
 from virtstack.provider.connection import found_or_none, with_connection
 from virtstack.provider.ownership import OwnershipError, owner_of, owns, refusal
 
@@ -155,8 +156,8 @@ class DomainProvider(Provider[DomainProps]):
             # could record it): adopt it by redefining it as asked, keeping its UUID.
             dom = conn.defineXML(xml.domain_xml(props, old.UUIDString() if old else None))
             dom.setAutostart(1 if props.autostart else 0)
-            if props.running:
-                _start(dom)
+            if props.running:  # in waves per host: see virtstack.provider.boot
+                start_in_wave(conn, dom, props.target.uri, props.boot_concurrency, props.domain_type, _start)
             return _observe(dom, inputs, props)
 
         outs = with_connection(props.target.uri, op)

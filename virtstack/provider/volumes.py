@@ -37,6 +37,8 @@ def _image_virtual_size(path: str) -> int:
 
 
 def _upload(conn: libvirt.virConnect, vol: libvirt.virStorageVol, path: str) -> None:
+    if conn.getType().lower() == "test":
+        return  # libvirt's test driver (simulated hosts) keeps no volume data and has no upload
     size = os.path.getsize(path)
     stream = conn.newStream(0)
     vol.upload(stream, 0, size, 0)
@@ -73,12 +75,15 @@ def _generation() -> str:
 
 def _grow(conn: libvirt.virConnect, vol: libvirt.virStorageVol, size: int) -> None:
     """Grow a disk; one a running guest has open is grown through that guest's QEMU (qemu-img cannot
-    take the image's write lock then), which also tells the guest its disk grew."""
-    path = vol.path()
+    take the image's write lock then), which also tells the guest its disk grew. virtstack's domains
+    name their disks by pool and volume (`<source pool= volume=>`), others by file path: both count."""
+    path, pool = vol.path(), vol.storagePoolLookupByVolume().name()
     for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-        if any(d.get("file") == path for d in xml.parse_domain(dom.XMLDesc(0))["disks"]):
-            dom.blockResize(path, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
-            return
+        for disk in xml.parse_domain(dom.XMLDesc(0))["disks"]:
+            named = disk.get("pool") == pool and disk.get("volume") == vol.name()
+            if named or disk.get("file") == path:
+                dom.blockResize(disk.get("target") or path, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+                return
     vol.resize(size, 0)
 
 

@@ -171,9 +171,11 @@ def parse_domain(xml: str) -> dict[str, Any]:
     disks = []
     for disk in root.findall("devices/disk"):
         src = disk.find("source")
+        target = disk.find("target")
         disks.append(
             {
                 "device": disk.get("device", "disk"),
+                "target": target.get("dev") if target is not None else None,
                 "pool": src.get("pool") if src is not None else None,
                 "volume": src.get("volume") if src is not None else None,
                 "file": src.get("file") if src is not None else None,

@@ -186,6 +186,9 @@ class HostSpec(_Model):
     networks: dict[Name, NetworkSpec] = Field(default_factory=dict)
     # qemu+tcp sends everything, seed ISOs with their passwords included, in clear: only on request.
     insecure_transport: StrictBool = False
+    # Domains started at once on this host; the next start when one of them answers its guest agent
+    # (or BOOT_TIMEOUT passes). None: from the host's CPUs and domain type (virtstack.boot).
+    boot_concurrency: PositiveInt | None = None
     # Which Pulumi provider manages this host's libvirt objects: virtstack's own (`native`) or the
     # pulumi-libvirt 0.5.4 interface (`pulumi-libvirt`, components/pulumi_libvirt.py).
     backend: Literal["native", "pulumi-libvirt"] = "native"

@@ -9,6 +9,7 @@ from typing import Annotated
 from urllib.parse import unquote, urlsplit
 
 from virtstack.errors import shorten
+from virtstack.settings import test_driver_files_allowed
 from virtstack.spec.scalars import DNS_LABEL, Scalar, _require_str, string
 
 URI_SCHEMES = ("qemu", "qemu+ssh", "qemu+tls", "qemu+tcp", "qemu+unix", "test")
@@ -95,6 +96,12 @@ def _uri_params(text: str, scheme: str, query: str, remote_qemu: bool) -> None:
             raise ValueError(f"libvirt URI {shorten(text)}: sshauth takes a list of {methods}")
 
 
+def _simulated_host(path: str) -> bool:
+    """test:///PATH/host.xml — a separate in-memory libvirt (the test driver) per file and connection:
+    for simulated fleets in tests and benchmarks only (bench/sim.py), never for a real stack."""
+    return path.startswith("/") and path.endswith(".xml") and test_driver_files_allowed()
+
+
 def check_uri(value: object) -> str:
     """A libvirt connection URI we know how to use.
 
@@ -135,7 +142,7 @@ def check_uri(value: object) -> str:
             "not starting with '-')"
         )
     allowed_paths = ("/default",) if scheme == "test" else ("/system", "/session")
-    if parts.path not in allowed_paths:
+    if parts.path not in allowed_paths and not (scheme == "test" and _simulated_host(parts.path)):
         wanted = " or ".join(allowed_paths)
         raise ValueError(f"libvirt URI {shorten(text)} must end in {wanted}")
     if parts.fragment:

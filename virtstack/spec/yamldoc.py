@@ -165,6 +165,7 @@ class _Builder:
         bool_values = loader.bool_values
         scalar_node = yaml.ScalarNode
         plain_int = _PLAIN_INT.match
+        plain_tags: dict[str, str] = {}  # plain scalar text -> its resolved tag
         anchors: dict[str, tuple[Any, int, Any]] = {}  # name -> (value or _OPEN, size, mark)
         # The open collections, innermost last; each entry saves the enclosing one's state.
         stack: list[tuple[Any, Any, bool, Any, int, Any, str | None]] = []
@@ -191,7 +192,16 @@ class _Builder:
                     tag = event.tag
                     value = event.value
                     if tag is None or tag == "!":
-                        tag = resolve(scalar_node, value, event.implicit)
+                        # Plain scalars resolve by their text alone (a few values — keys, sizes,
+                        # names — repeat thousands of times); quoted ones are strings (PyYAML's
+                        # resolver: no implicit regexes, no path resolvers registered).
+                        implicit = event.implicit
+                        if implicit[0]:
+                            tag = plain_tags.get(value)
+                            if tag is None:
+                                tag = plain_tags[value] = resolve(scalar_node, value, implicit)
+                        else:
+                            tag = _STR_TAG
                     if tag == _STR_TAG:
                         pass
                     elif tag == _INT_TAG and plain_int(value):

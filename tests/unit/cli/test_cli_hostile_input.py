@@ -7,7 +7,6 @@ printed "valid (10000000 VMs)".
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -49,15 +48,14 @@ def test_bad_scalar_is_one_located_line(tmp_path: Path, bad: str) -> None:
     assert not (tmp_path / "project/logs").exists()  # no crash log was written
 
 
+@pytest.mark.usefixtures("refuse_expansion")  # was 180 s and 8.5 GB
 def test_ten_million_vms_in_eleven_kilobytes_are_refused_before_expansion(tmp_path: Path) -> None:
     groups = "".join(
         f"  g{i}: {{count: 10000, image: debian-12, vcpus: 1, memory: 512MiB, disk: 4GiB}}\n"
         for i in range(1000)
     )
     head = DEV.split("vms:\n", 1)[0]
-    started = time.monotonic()
     code, out, err, spec = validate(tmp_path, f"{head}vms:\n{groups}")
-    assert time.monotonic() - started < 10  # was 180 s and 8.5 GB
     assert (code, out) == (1, "")
     assert err == (
         f"{spec}: vms: 10,000,000 VMs (counts added over all groups) is more than one stack may have "
