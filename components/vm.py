@@ -8,7 +8,7 @@ import pulumi
 
 from components import libvirt_args as la
 from virtstack import contract
-from virtstack.cloudinit import render_meta_data, render_network_config, render_user_data
+from virtstack.cloudinit import instance_id, render_meta_data, render_network_config, render_user_data
 from virtstack.contract import Owner
 from virtstack.fleet import VmInstance
 from virtstack.provider.resources import Domain, Network, Pool, Volume
@@ -41,9 +41,11 @@ class VirtualMachine(pulumi.ComponentResource):
         conn, vm, place = args.connection, args.vm, args.place
         in_pool = pulumi.ResourceOptions(parent=self, depends_on=[args.pool_resource])
 
+        network_config = render_network_config(vm, args.network_specs)
+        seed_instance = instance_id(vm, network_config)
         self.root_disk = Volume(
             f"{name}-root",
-            la.root_volume_props(conn, place, vm, args.image, args.base_volume.path),
+            la.root_volume_props(conn, place, vm, args.image, args.base_volume.path, seed_instance),
             in_pool,
         )
         # Data disks depend on nothing the domain has: changing the VM never replaces them.
@@ -57,7 +59,6 @@ class VirtualMachine(pulumi.ComponentResource):
         }
         # User data can hold passwords: it is a secret from here to the state file.
         user_data = pulumi.Output.secret(render_user_data(vm))
-        network_config = render_network_config(vm, args.network_specs)
         self.seed = Volume(
             f"{name}-seed",
             la.seed_volume_props(
@@ -72,13 +73,22 @@ class VirtualMachine(pulumi.ComponentResource):
         self.domain = Domain(
             f"{name}-domain",
             la.domain_props(
-                conn, args.owner, place, vm, volumes, self.seed.generation.apply(lambda _gen: seed_name)
+                conn,
+                args.owner,
+                place,
+                vm,
+                volumes,
+                self.seed.generation.apply(lambda _gen: seed_name),
+                seed_instance,
             ),
             pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[self.root_disk, self.seed, *self.data_disks.values(), *args.networks],
             ),
         )
+        cpu = la.vm_cpu(conn, vm)
+        if cpu.note:
+            pulumi.log.info(cpu.note, self)
         self.outputs = {
             "host": conn.host,
             "uri": conn.uri,
@@ -94,5 +104,7 @@ class VirtualMachine(pulumi.ComponentResource):
             "hostname": vm.hostname,
             "console_log": la.console_log_path(vm),
             "running_wanted": vm.running,
+            "firmware": vm.firmware,
+            "tpm": vm.tpm,
         }
         self.register_outputs(self.outputs)

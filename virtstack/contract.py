@@ -87,7 +87,11 @@ REPLACE_KEYS = {
     "Domain": DOMAIN_REPLACE_KEYS,
 }
 # Domain keys changed without a restart; any other domain change redefines it (the VM restarts).
-IN_PLACE_DOMAIN_KEYS = frozenset({"running", "autostart", "owner"})
+# `shutdown_timeout` and `cloud_init_change` only steer later changes; a new `seed_instance_id` (a
+# changed cloud-init seed) is applied by the provider as its `cloud_init_change` says (reboot or not).
+IN_PLACE_DOMAIN_KEYS = frozenset(
+    {"running", "autostart", "owner", "shutdown_timeout", "cloud_init_change", "seed_instance_id"}
+)
 # Keys shown as sizes in plans.
 SIZE_KEYS = frozenset({"memory", "size"})
 
@@ -116,6 +120,11 @@ def replaces(kind: str, olds: Mapping[str, Any], news: Mapping[str, Any]) -> lis
         old_size, new_size = _number(olds.get("size")), _number(news.get("size"))
         if old_size is not None and new_size is not None and new_size < old_size:
             keys.append("size")  # qcow2 cannot shrink safely: a smaller disk is a new disk
+        old_seed, new_seed = olds.get("cloud_init_instance"), news.get("cloud_init_instance")
+        if old_seed and new_seed and old_seed != new_seed:
+            # `on_cloud_init_change: replace`: a new cloud-init is a new root disk (data loss, so guarded).
+            # Only a change counts: turning the policy on records the current instance-id.
+            keys.append("cloud_init_instance")
     return sorted(set(keys))
 
 

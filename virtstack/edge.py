@@ -59,7 +59,9 @@ def resolve_connections(spec: StackSpec, project_root: Path) -> dict[str, Connec
             domain_type, cpu = local_type, local_cpu
         else:
             domain_type, cpu = "kvm", None  # a remote host was not probed here; KVM is the norm
-        connections[name] = Connection(name, host.uri, domain_type, cpu if domain_type == "kvm" else None)
+        connections[name] = Connection(
+            name, host.uri, domain_type, cpu if domain_type == "kvm" else None, host.cpu
+        )
     return connections
 
 

@@ -39,6 +39,7 @@ from ipaddress import IPv4Address
 from pydantic import SecretStr
 
 from virtstack.spec import CloudInitSpec, HostSpec, StackSpec, VmSpec
+from virtstack.spec.vmfeatures import CpuSpec
 
 __all__ = [
     "NicInstance",
@@ -91,6 +92,11 @@ class VmInstance:
     running: bool
     autostart: bool
     protect: bool = False
+    firmware: str = "bios"  # bios | uefi | uefi-secure
+    tpm: bool = False
+    cpu: CpuSpec | None = None  # None: the host's default
+    shutdown_timeout: int = 60
+    on_cloud_init_change: str = "reseed"  # reseed | replace | ignore
 
     @property
     def total_disk_bytes(self) -> int:
@@ -163,6 +169,11 @@ def expand_group(group: str, vm: VmSpec, deployed: Collection[str] = ()) -> list
                 running=vm.running,
                 autostart=vm.autostart,
                 protect=vm.protect,
+                firmware=vm.firmware,
+                tpm=vm.tpm,
+                cpu=vm.cpu,
+                shutdown_timeout=vm.shutdown_timeout,
+                on_cloud_init_change=vm.on_cloud_init_change,
             )
         )
     return instances
