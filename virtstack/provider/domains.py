@@ -21,6 +21,7 @@ from virtstack.provider.base import Provider
 from virtstack.provider.connection import found_or_none, with_connection
 from virtstack.provider.ownership import OwnershipError, owner_of, owns, refusal
 
+
 def _observe(dom: libvirt.virDomain, inputs: dict[str, Any], props: DomainProps) -> dict[str, Any]:
     live = xml.parse_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
     state, reason = dom.state()

@@ -132,7 +132,9 @@ def undefine(dom: libvirt.virDomain) -> None:
         nvram = nvram_path(dom)
         keep = (_UNDEFINE_FLAGS & ~libvirt.VIR_DOMAIN_UNDEFINE_NVRAM) | libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM
         dom.undefineFlags(keep)
-        pulumi.log.warn(f"vm {dom.name()}: its NVRAM file {nvram} could not be removed ({err}); remove it by hand")
+        pulumi.log.warn(
+            f"vm {dom.name()}: its NVRAM file {nvram} could not be removed ({err}); remove it by hand"
+        )
 
 
 def nvram_path(dom: libvirt.virDomain) -> str | None:
