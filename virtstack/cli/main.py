@@ -13,7 +13,19 @@ from typing import Any
 
 import click
 
-from virtstack.cli import destroy, drift, env, inventory, plan, schema, snapshot, trash, up, validate
+from virtstack.cli import (
+    destroy,
+    doctor,
+    drift,
+    env,
+    inventory,
+    plan,
+    schema,
+    snapshot,
+    trash,
+    up,
+    validate,
+)
 from virtstack.cli.common import echo_err, services
 from virtstack.errors import SpecError, VirtstackError
 from virtstack.ops.errors import Cancelled, Interrupted
@@ -61,7 +73,7 @@ def cli() -> None:
     reconciled by the Pulumi engine."""
 
 
-for module in (validate, plan, up, drift, destroy, inventory, trash, schema, env, snapshot):
+for module in (validate, plan, up, drift, destroy, inventory, trash, schema, env, snapshot, doctor):
     module.register(cli)
 
 

@@ -13,14 +13,18 @@ from virtstack.cli.common import (
     write_output,
 )
 from virtstack.ops.apply import make_plan
+from virtstack.ops.doctor import check_hosts_cheaply
 from virtstack.ops.render import FORMATS, render_plan, summary_line
 from virtstack.spec.loader import load_spec
 
 
 def check_spec(ctx: click.Context, stack: str) -> None:
-    """Report stack file problems before starting the engine (which would report them too, later)."""
-    spec_file = services(ctx).project().spec_file(stack)
-    load_spec(spec_file.path, display_name=spec_file.display)
+    """Report stack file problems before starting the engine (which would report them too, later),
+    then the cheap host checks of `virtstack doctor` (no libvirt call): a broken host fails here."""
+    project = services(ctx).project()
+    spec_file = project.spec_file(stack)
+    spec = load_spec(spec_file.path, display_name=spec_file.display)
+    check_hosts_cheaply(spec, project.root)
 
 
 @click.command("plan")
