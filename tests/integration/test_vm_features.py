@@ -207,3 +207,46 @@ def test_changes_wait_for_acpi_reseed_keeps_disks_and_snapshots_revert(
             ["/bin/sh", "-c", f"dd if=/dev/vdb bs=512 skip={MARKER_OFFSET_BLOCKS} count=1 2>/dev/null"],
         )
         assert read.startswith(marker)
+
+
+def test_doctor_reports_an_unreachable_pool_and_a_missing_bridge(tmp_path: Path, real_parts: None) -> None:
+    prefix = f"i17dr-{secrets.token_hex(3)}"
+    locked = Path(f"/var/lib/virtstack/{prefix}/locked")
+    locked.mkdir(parents=True)
+    locked.chmod(0o700)  # root only: QEMU's user cannot go through it
+    spec = local_spec(prefix, 219)
+    host = spec["hosts"]["local"]
+    host["pools"] = {prefix: {"path": str(locked / "pool")}}
+    bridge = f"vsnobr{secrets.token_hex(2)}"
+    host["networks"]["lan"] = {"mode": "bridge", "bridge": bridge}
+    spec["vms"] = {prefix: _vm(prefix, firmware="uefi", tpm=True)}
+    try:
+        with _stack(tmp_path, prefix, spec) as project:
+            proc = project.virtstack("doctor", "-s", prefix)
+            assert proc.returncode == 1, proc.stdout + proc.stderr
+            lines = proc.stdout.splitlines()
+            assert (
+                f"[error] host local: pool {prefix}: QEMU (user libvirt-qemu) cannot reach {locked}/pool: "
+                f"{locked} is mode 0700 and does not let it through — fix: chmod o+x {locked} "
+                "(or give libvirt-qemu access to it)"
+            ) in lines
+            assert (
+                f"[error] host local: network lan: host bridge {bridge} does not exist — fix: create it "
+                f"(ip link add {bridge} type bridge && ip link set {bridge} up, and enslave the LAN "
+                "interface) or use a nat/isolated network"
+            ) in lines
+            assert "[ok] host local: daemon: qemu:///system answers" in proc.stdout
+            assert "[ok] host local: firmware: OVMF present for firmware uefi" in lines
+            assert "[ok] host local: tpm: swtpm present for tpm: true" in lines
+            assert lines[-1].startswith("2 error(s),")
+            # plan runs the cheap checks first: it fails before the engine starts, with the same fixes.
+            plan = project.virtstack("plan", "-s", prefix)
+            assert plan.returncode == 1
+            assert "a host is not ready (nothing was changed; see virtstack doctor)" in plan.stderr
+            assert f"chmod o+x {locked}" in plan.stderr
+            assert libvirt_inventory(prefix)["pools"] == []
+    finally:
+        locked.chmod(0o755)
+        for path in (locked / "pool", locked, locked.parent):
+            if path.exists():
+                path.rmdir()
