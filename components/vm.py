@@ -100,6 +100,7 @@ class VirtualMachine(pulumi.ComponentResource):
             "memory": vm.memory_bytes,
             "macs": [nic.mac for nic in vm.nics],
             "ips": [str(nic.ip) if nic.ip else None for nic in vm.nics],
+            "addresses": self.domain.addresses,
             "networks": [nic.network for nic in vm.nics],
             "hostname": vm.hostname,
             "console_log": la.console_log_path(vm),

@@ -48,7 +48,18 @@ def memory_kib(size: int) -> int:
 
 # Values a provider reports but never takes from the program: they never cause a diff.
 OUTPUT_ONLY = frozenset(
-    {"uuid", "path", "key", "generation", "state", "state_reason", "capacity", "allocation", "__provider"}
+    {
+        "uuid",
+        "path",
+        "key",
+        "generation",
+        "state",
+        "state_reason",
+        "capacity",
+        "allocation",
+        "addresses",
+        "__provider",
+    }
 )
 # Inputs that only label an object for messages and checks (its host, its VM, whether its pool is
 # shared): never compared.

@@ -16,7 +16,7 @@ from pulumi.dynamic import (
 
 from virtstack import contract
 from virtstack.props import DomainProps, disk_identities, nic_identities
-from virtstack.provider import lifecycle, ownership, xml
+from virtstack.provider import addresses, lifecycle, ownership, xml
 from virtstack.provider.base import Provider
 from virtstack.provider.connection import found_or_none, with_connection
 from virtstack.provider.ownership import OwnershipError, owner_of, owns, refusal
@@ -34,6 +34,8 @@ def _observe(dom: libvirt.virDomain, inputs: dict[str, Any], props: DomainProps)
         "autostart": bool(dom.autostart()),
         "vcpus": live["vcpus"],
         "memory": live["memory"],
+        # Output only (never compared): each NIC's real IPv4 address, when the host knows it.
+        "addresses": addresses.nic_addresses(dom, [nic.mac for nic in props.nics]),
     }
     # Devices are compared as sets of identities so that libvirt's own additions don't look like drift.
     wanted_disks, live_disks = disk_identities(inputs.get("disks")), disk_identities(live["disks"])
