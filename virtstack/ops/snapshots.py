@@ -305,3 +305,30 @@ def render_rows(rows: Sequence[SnapshotRow]) -> str:
 
 
 _COLUMNS = (("VM", "vm"), ("SNAPSHOT", "snapshot"), ("CREATED (UTC)", "created"), ("STATE", "state"))
+
+
+_DISK_KINDS = ("root-disk", "data-disk")
+
+
+def plan_warnings(plan: Any, host_uris: Mapping[str, str], open_libvirt: Opener) -> list[str]:
+    """One line per VM whose disks this plan replaces or deletes while they hold snapshots: the
+    snapshots live inside those disks and go with them. (`plan` and `up` print these.)"""
+    touched = []
+    for vm_plan in plan.vms:
+        disks = [c for c in vm_plan.changes if c.data_loss and c.resource.kind in _DISK_KINDS]
+        if disks and vm_plan.host in host_uris:
+            touched.append((vm_plan, disks))
+    if not touched:
+        return []
+    vms = [SnapshotVm(p.vm, host_uris[p.host], p.vm) for p, _ in touched]
+    _quiet_libvirt()
+    held = snapshot_holders(open_libvirt, vms)
+    lines = []
+    for vm_plan, disks in touched:
+        if vm_plan.vm in held:
+            what = ", ".join(c.resource.label for c in disks)
+            lines.append(
+                f"warning: vm {vm_plan.vm}: this plan destroys its {what}, which hold(s) its snapshots "
+                f"{', '.join(held[vm_plan.vm])}: they are lost with it"
+            )
+    return lines

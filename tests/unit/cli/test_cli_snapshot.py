@@ -99,3 +99,29 @@ def test_uefi_vms_are_refused_before_anything_is_paused(run: Any) -> None:
         "firmware (snapshot the others with --vm)\n"
     )
     assert conn.lookupByName("test").state()[0] == libvirt.VIR_DOMAIN_RUNNING
+
+
+def _plan(kind: str, label: str, action: Any) -> Any:
+    from virtstack.ops.changes import Change, Plan, VmPlan
+    from virtstack.ops.resources import ResourceInfo
+
+    info = ResourceInfo("urn", "t", "test-x", kind, label, "test", "local", None)
+    return Plan(vms=(VmPlan("test", "local", action, (Change(info, action),)),))
+
+
+def test_the_plan_warns_when_it_destroys_a_disk_that_holds_snapshots(run: Any) -> None:
+    from virtstack.ops.changes import Action
+    from virtstack.ops.snapshots import plan_warnings
+
+    invoke, conn = run
+    opener = lambda _uri: _Shared(conn)  # noqa: E731
+    uris = {"local": "test:///default"}
+    replace_root = _plan("root-disk", "root disk", Action.REPLACE_DATA_LOSS)
+    assert plan_warnings(replace_root, uris, opener) == []  # no snapshot yet
+    assert invoke("create", "s1")[0] == 0
+    assert plan_warnings(replace_root, uris, opener) == [
+        "warning: vm test: this plan destroys its root disk, which hold(s) its snapshots s1: they are lost "
+        "with it"
+    ]
+    # A restart keeps the disks, and so the snapshots: no warning.
+    assert plan_warnings(_plan("domain", "domain", Action.REDEFINE), uris, opener) == []
