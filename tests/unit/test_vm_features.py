@@ -43,7 +43,8 @@ from virtstack.spec.vmfeatures import CpuSpec
         (
             {"vms.web.cpu": {"mode": "custom", "model": "x;rm -rf"}},
             lines(
-                "vms.web.cpu.model: a QEMU CPU model name (letters, digits, '.', '_', '-'), e.g. Haswell-noTSX"
+                "vms.web.cpu.model: a QEMU CPU model name (letters, digits, '.', '_', '-'), "
+                "e.g. Haswell-noTSX"
             ),
         ),
         (
@@ -318,7 +319,7 @@ class FakeDomain:
         self.after, self.presses, self.destroyed, self.resumed = after, 0, False, False
         self._state = libvirt.VIR_DOMAIN_PAUSED if paused else libvirt.VIR_DOMAIN_RUNNING
 
-    def isActive(self) -> bool:  # noqa: N802 - libvirt's name
+    def isActive(self) -> bool:
         return self._state != libvirt.VIR_DOMAIN_SHUTOFF
 
     def state(self) -> list[int]:
@@ -327,7 +328,7 @@ class FakeDomain:
     def resume(self) -> None:
         self.resumed, self._state = True, libvirt.VIR_DOMAIN_RUNNING
 
-    def shutdownFlags(self, flags: int) -> None:  # noqa: N802
+    def shutdownFlags(self, flags: int) -> None:
         assert flags == libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN
         assert self._state == libvirt.VIR_DOMAIN_RUNNING, "a paused guest cannot see the button"
         self.presses += 1

@@ -32,6 +32,7 @@ class _Shared:
 @pytest.fixture
 def run(tmp_path: Path) -> Any:
     conn = libvirt.open("test:///default")
+    original = conn.lookupByName("test").XMLDesc(0)
     svc = make_services(tmp_path / "project", FakeEngine(outputs=OUTPUTS))
     svc.open_libvirt = lambda _uri: _Shared(conn)
     runner = CliRunner()
@@ -40,8 +41,20 @@ def run(tmp_path: Path) -> Any:
         result = runner.invoke(cli, ["snapshot", *args, "-s", "dev"], obj=svc)
         return result.exit_code, result.output
 
+    _reset(conn, original)
     yield invoke, conn
+    _reset(conn, original)
     conn.close()
+
+
+def _reset(conn: Any, original: str) -> None:
+    """test:///default is one daemon per process, shared with other tests: put `test` back as it was."""
+    dom = conn.lookupByName("test")
+    for snap in dom.listAllSnapshots(0):
+        snap.delete(0)
+    if dom.isActive():
+        dom.destroy()
+    conn.defineXML(original).create()
 
 
 def test_create_list_revert_delete(run: Any) -> None:
@@ -61,7 +74,7 @@ def test_create_list_revert_delete(run: Any) -> None:
 
 
 def test_errors_are_one_line(run: Any) -> None:
-    invoke, conn = run
+    invoke, _conn = run
     assert invoke("revert", "nope") == (1, "error: no snapshot nope of this stack on vm app\n")
     assert invoke("create", "--vm", "db", "x") == (1, "error: no VM db in this stack (its VMs: app)\n")
     assert invoke("create", "bad name") == (
@@ -114,7 +127,10 @@ def test_the_plan_warns_when_it_destroys_a_disk_that_holds_snapshots(run: Any) -
     from virtstack.ops.snapshots import plan_warnings
 
     invoke, conn = run
-    opener = lambda _uri: _Shared(conn)  # noqa: E731
+
+    def opener(_uri: str) -> Any:
+        return _Shared(conn)
+
     uris = {"local": "test:///default"}
     replace_root = _plan("root-disk", "root disk", Action.REPLACE_DATA_LOSS)
     assert plan_warnings(replace_root, uris, opener) == []  # no snapshot yet
