@@ -50,12 +50,20 @@ class Stopped:
 _RESEND_SECONDS = 5.0  # a power-button press during early boot is lost (nothing listens yet): press again
 
 
+def _press_power_button(dom: libvirt.virDomain) -> None:
+    """An ACPI power-button press; a driver that cannot choose the method gets its default shutdown."""
+    try:
+        dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+    except libvirt.libvirtError:
+        with contextlib.suppress(libvirt.libvirtError):
+            dom.shutdown()
+
+
 def _wait_shutoff(dom: libvirt.virDomain, deadline: float) -> bool:
     while time.monotonic() < deadline:
         if wait_state(dom, [libvirt.VIR_DOMAIN_SHUTOFF], min(_RESEND_SECONDS, deadline - time.monotonic())):
             return True
-        with contextlib.suppress(libvirt.libvirtError):
-            dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+        _press_power_button(dom)
     return dom.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
 
 
@@ -70,7 +78,7 @@ def graceful_stop(dom: libvirt.virDomain, timeout: float) -> Stopped:
         with contextlib.suppress(libvirt.libvirtError):
             if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
                 dom.resume()
-            dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+        _press_power_button(dom)
         clean = _wait_shutoff(dom, start + timeout)
     if not clean:
         try:
