@@ -25,7 +25,9 @@ def main() -> None:
     try:
         loaded = load_stack(PROJECT_ROOT / spec_file, display_name=spec_file)
         spec = resolve_passwords(loaded.spec, PROJECT_ROOT, spec_file)
-        images = resolve_images(spec, PROJECT_ROOT, spec_file, {vm.image for vm in loaded.fleet})
+        images = resolve_images(
+            spec, PROJECT_ROOT, spec_file, {vm.image for vm in loaded.fleet if vm.imported is None}
+        )
         fleet = Fleet(
             "fleet",
             FleetArgs(

@@ -38,7 +38,7 @@ class Fleet(pulumi.ComponentResource):
         self.hosts = {}
         for host_name, host_spec in args.spec.hosts.items():
             placed = [vm for vm in instances if self.placement.get(vm.name) == host_name]
-            used_images = {vm.image for vm in placed}
+            used_images = {vm.image for vm in placed if vm.imported is None}
             self.hosts[host_name] = Host(
                 host_name,
                 HostArgs(

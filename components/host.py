@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pulumi
 
 from components.hypervisor import Hypervisor, HypervisorArgs
+from components.imported import ImportedMachine, ImportedMachineArgs
 from components.libvirt_args import Connection, PoolPlace, ResolvedImage
 from components.vm import VirtualMachine, VirtualMachineArgs
 from virtstack import contract
@@ -34,7 +35,7 @@ class Host(pulumi.ComponentResource):
     """
 
     hypervisor: Hypervisor
-    vms: dict[str, VirtualMachine]
+    vms: dict[str, VirtualMachine | ImportedMachine]
 
     def __init__(self, name: str, args: HostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(contract.HOST_TYPE, name, None, opts)
@@ -48,12 +49,25 @@ class Host(pulumi.ComponentResource):
                 owner=args.owner,
                 spec=args.spec,
                 images=args.images,
-                bases=frozenset((pools[vm.name], vm.image) for vm in args.vms),
+                bases=frozenset((pools[vm.name], vm.image) for vm in args.vms if vm.imported is None),
             ),
             child,
         )
         self.vms = {}
         for vm in args.vms:
+            if vm.imported is not None:
+                self.vms[vm.name] = ImportedMachine(
+                    vm.name,
+                    ImportedMachineArgs(
+                        connection=args.connection,
+                        owner=args.owner,
+                        vm=vm,
+                        pool_resources=[self.hypervisor.pools[d.pool] for d in vm.imported.disks],
+                        networks=[self.hypervisor.networks[n] for n in vm.networks],
+                    ),
+                    pulumi.ResourceOptions(parent=self.hypervisor, protect=vm.protect),
+                )
+                continue
             pool = pools[vm.name]
             self.vms[vm.name] = VirtualMachine(
                 vm.name,

@@ -232,3 +232,25 @@ def domain_props(
         cloud_init_change=vm.on_cloud_init_change,
         seed_instance_id=seed_instance_id,
     )
+
+
+def imported_domain_props(conn: Connection, owner: Owner, vm: VmInstance) -> DomainProps:
+    """An imported domain (`imported:` in the stack file): its existing volumes as they are, no seed;
+    adopted without a restart, with this stack's owner record only once `owned` is confirmed."""
+    imported = vm.imported
+    assert imported is not None
+    return DomainProps(
+        conn.target(owner),
+        vm.name,
+        conn.domain_type,
+        conn.cpu_mode or "",
+        TCG_TB_CACHE_MIB if conn.domain_type == "qemu" else 0,
+        vm.vcpus,
+        vm.memory_bytes,
+        tuple(DiskRef(d.pool, d.volume, "disk", d.format) for d in imported.disks),
+        tuple(NicRef(nic.network, nic.mac) for nic in vm.nics),
+        vm.running,
+        vm.autostart,
+        console_log_path(vm),
+        "owned" if imported.owned else "unowned",
+    )

@@ -2,22 +2,43 @@
 they have left, and the spread/pack picks.  Pure; no messages (placement words them).
 
 Public API:
-    HostIndex(hosts).select(networks, pool) -> tuple[int, ...]
-        The classes of hosts (same networks and pools) offering all those networks and the pool.
-    HostState(hosts, max_steps)  usage per host; fits, assign, eligible, pick_spread, pick_pack
+    HostIndex(hosts).select(networks, pool, segments=()) -> tuple[int, ...]
+        The classes of hosts (same networks with the same cidrs, same pools) offering all those
+        networks and the pool, with each static address inside the host's segment of its network.
+    HostIndex.requirement(vm) -> ReqKey   what a VM needs of a host (networks, pool, segments)
+    effective_capacity(host) -> (vcpus, memory, disk)   capacity x overcommit (disk: never)
+    HostState(hosts, max_steps)  usage per host; fits, assign, eligible, pick_spread, pick_pack,
+                                 pick_apart (anti-affinity)
     TooMuchWork                  raised once max_steps host checks are spent
-    req_key(vm), shape_of(vm)    a VM's requirements, and those plus its size
+
+Hosts whose state is not ``active`` (cordoned, drained) are never eligible for a new VM.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterable, Mapping
+from ipaddress import IPv4Network
 
 from virtstack.fleet import VmInstance
 from virtstack.spec.models import HostSpec
 
-__all__ = ["HostIndex", "HostState", "ReqKey", "Shape", "TooMuchWork", "req_key", "shape_of"]
+__all__ = ["HostIndex", "HostState", "ReqKey", "Shape", "TooMuchWork", "effective_capacity"]
+
+# A VM's requirements (networks, pool, and per static address on a network whose hosts use
+# different cidrs, the cidrs holding it) and its size: VMs of one shape are interchangeable for
+# placement, which is what makes the per-shape caches valid.
+Segments = tuple[tuple[str, frozenset[IPv4Network]], ...]
+ReqKey = tuple[tuple[str, ...], str | None, Segments]
+Shape = tuple[ReqKey, int, int, int]
+
+
+def effective_capacity(host: HostSpec) -> tuple[int, int, int]:
+    """What placement may allocate on ``host``: vCPUs and memory times their overcommit (rounded
+    down), disk as declared."""
+    cap, factor = host.capacity, host.overcommit
+    return math.floor(cap.vcpus * factor.vcpus), math.floor(cap.memory * factor.memory), cap.disk
 
 
 class HostIndex:
@@ -29,29 +50,49 @@ class HostIndex:
     validation and placement with thousands of hosts and thousands of distinct requirements."""
 
     def __init__(self, hosts: Mapping[str, HostSpec]) -> None:
-        classes: dict[tuple[frozenset[str], frozenset[str]], list[str]] = {}
+        keyed: dict[tuple[frozenset[tuple[str, IPv4Network | None]], frozenset[str]], list[str]] = {}
+        cidrs: dict[str, set[IPv4Network]] = {}
         for name in sorted(hosts):
             host = hosts[name]
-            classes.setdefault((frozenset(host.networks), frozenset(host.pools)), []).append(name)
-        self.classes = list(classes.items())  # ((networks, pools), host names in name order)
+            nets = frozenset((n, net.cidr) for n, net in host.networks.items())
+            for n, net in host.networks.items():
+                if net.cidr is not None:
+                    cidrs.setdefault(n, set()).add(net.cidr)
+            keyed.setdefault((nets, frozenset(host.pools)), []).append(name)
+        # ((networks, pools), host names in name order); networks: name -> cidr (None: no cidr)
+        self.classes = [
+            ((frozenset(n for n, _ in nets), pools), names) for (nets, pools), names in keyed.items()
+        ]
+        self._cidrs = [dict(nets) for (nets, _) in keyed]
         self.networks = {network for (networks, _), _ in self.classes for network in networks}
         self.pools = {pool for (_, pools), _ in self.classes for pool in pools}
+        # Networks whose hosts do not all use one cidr: per-host segments.
+        self.segmented = {n: frozenset(c) for n, c in cidrs.items() if len(c) > 1}
 
-    def select(self, networks: Iterable[str], pool: str | None) -> tuple[int, ...]:
+    def requirement(self, vm: VmInstance) -> ReqKey:
+        """Networks, pool and, per static address on a segmented network, the cidrs holding it."""
+        segments = sorted(
+            {
+                (nic.network, frozenset(c for c in self.segmented[nic.network] if nic.ip in c))
+                for nic in vm.nics
+                if nic.ip is not None and nic.network in self.segmented
+            },
+            key=lambda item: (item[0], sorted(str(c) for c in item[1])),
+        )
+        return tuple(sorted(vm.networks)), vm.pool, tuple(segments)
+
+    def select(self, networks: Iterable[str], pool: str | None, segments: Segments = ()) -> tuple[int, ...]:
         """Indexes of the classes offering every network of ``networks`` and ``pool`` (None: the
-        host's only pool), as fleet.missing_on_host decides for one host."""
+        host's only pool), with each segment requirement met, as fleet.missing_on_host decides for
+        one host."""
         wanted = set(networks)
         return tuple(
             i
             for i, ((offered, pools), _) in enumerate(self.classes)
-            if wanted <= offered and (pool in pools if pool is not None else len(pools) == 1)
+            if wanted <= offered
+            and (pool in pools if pool is not None else len(pools) == 1)
+            and all(self._cidrs[i].get(n) is None or self._cidrs[i][n] in ok for n, ok in segments)
         )
-
-
-# A VM's requirements (networks, pool) and its size: VMs of one shape are
-# interchangeable for placement, which is what makes the per-shape caches valid.
-ReqKey = tuple[tuple[str, ...], str | None]
-Shape = tuple[ReqKey, int, int, int]
 
 
 class TooMuchWork(Exception):
@@ -65,9 +106,8 @@ class HostState:
         self.hosts = hosts
         self.max_steps = max_steps
         self.names = sorted(hosts)
-        self.cap = {
-            h: (hosts[h].capacity.vcpus, hosts[h].capacity.memory, hosts[h].capacity.disk) for h in hosts
-        }
+        self.cap = {h: effective_capacity(hosts[h]) for h in hosts}
+        self.accepting = {h for h in hosts if hosts[h].state == "active"}
         self.used = {h: [0, 0, 0] for h in hosts}
         self.version = dict.fromkeys(hosts, 0)
         self.assigned: dict[str, str] = {}
@@ -107,25 +147,34 @@ class HostState:
         used, cap = self.used[host], self.cap[host]
         return min((cap[0] - used[0]) / cap[0], (cap[1] - used[1]) / cap[1], (cap[2] - used[2]) / cap[2])
 
+    def req_key(self, vm: VmInstance) -> ReqKey:
+        return self.index.requirement(vm)
+
+    def shape(self, vm: VmInstance) -> Shape:
+        return self.req_key(vm), vm.vcpus, vm.memory_bytes, vm.total_disk_bytes
+
     def selected(self, vm: VmInstance) -> tuple[int, ...]:
-        key = req_key(vm)
+        key = self.req_key(vm)
         found = self._selected.get(key)
         if found is None:
-            found = self._selected[key] = self.index.select(vm.networks, vm.pool)
+            found = self._selected[key] = self.index.select(key[0], key[1], key[2])
             self.spend(len(self.index.classes))
         return found
 
     def eligible(self, vm: VmInstance) -> list[str]:
+        """Hosts that offer what ``vm`` needs and take new VMs (state active), in name order."""
         selected = self.selected(vm)
         hosts = self._eligible.get(selected)
         if hosts is None:
-            hosts = sorted(name for i in selected for name in self.index.classes[i][1])
+            hosts = sorted(
+                name for i in selected for name in self.index.classes[i][1] if name in self.accepting
+            )
             self.spend(len(hosts))
             self._eligible[selected] = hosts
         return hosts
 
     def pick_spread(self, vm: VmInstance) -> str | None:
-        shape = shape_of(vm)
+        shape = self.shape(vm)
         if shape in self._never:
             return None
         selected = self.selected(vm)
@@ -156,7 +205,7 @@ class HostState:
         return chosen
 
     def pick_pack(self, vm: VmInstance) -> str | None:
-        shape = shape_of(vm)
+        shape = self.shape(vm)
         hosts = self.eligible(vm)
         i = start = self._cursor.get(shape, 0)
         while i < len(hosts) and not self.fits(hosts[i], vm):
@@ -165,10 +214,21 @@ class HostState:
         self._cursor[shape] = i
         return hosts[i] if i < len(hosts) else None
 
+    def pick_apart(
+        self, vm: VmInstance, peers: Mapping[str, int], required: bool, spread: bool
+    ) -> str | None:
+        """A host for a VM of an anti-affinity group; ``peers``: host -> VMs of its group there.
 
-def req_key(vm: VmInstance) -> ReqKey:
-    return tuple(sorted(vm.networks)), vm.pool
-
-
-def shape_of(vm: VmInstance) -> Shape:
-    return req_key(vm), vm.vcpus, vm.memory_bytes, vm.total_disk_bytes
+        required: only hosts without a peer; preferred: the fewest peers first.  Then the strategy's
+        order (spread: largest free share; pack: first by name).  Linear in the eligible hosts."""
+        hosts = self.eligible(vm)
+        self.spend(len(hosts))
+        best: tuple[int, float, str] | None = None
+        for host in hosts:
+            count = peers.get(host, 0)
+            if (required and count) or not self.fits(host, vm):
+                continue
+            key = (count, -self.free_share(host) if spread else 0.0, host)
+            if best is None or key < best:
+                best = key
+        return None if best is None else best[2]

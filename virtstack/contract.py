@@ -101,7 +101,7 @@ REPLACE_KEYS = {
 # `shutdown_timeout` and `cloud_init_change` only steer later changes; a new `seed_instance_id` (a
 # changed cloud-init seed) is applied by the provider as its `cloud_init_change` says (reboot or not).
 IN_PLACE_DOMAIN_KEYS = frozenset(
-    {"running", "autostart", "owner", "shutdown_timeout", "cloud_init_change", "seed_instance_id"}
+    {"running", "autostart", "owner", "adopt", "shutdown_timeout", "cloud_init_change", "seed_instance_id"}
 )
 # Keys shown as sizes in plans.
 SIZE_KEYS = frozenset({"memory", "size"})

@@ -39,6 +39,7 @@ from ipaddress import IPv4Address
 from pydantic import SecretStr
 
 from virtstack.spec import CloudInitSpec, HostSpec, StackSpec, VmSpec
+from virtstack.spec.models import ImportedSpec
 from virtstack.spec.vmfeatures import CpuSpec
 
 __all__ = [
@@ -97,6 +98,8 @@ class VmInstance:
     cpu: CpuSpec | None = None  # None: the host's default
     shutdown_timeout: int = 60
     on_cloud_init_change: str = "reseed"  # reseed | replace | ignore
+    anti_affinity: str | None = None  # the group's: "required", "preferred" or None
+    imported: ImportedSpec | None = None  # an existing domain adopted as it is (no image, no seed)
 
     @property
     def total_disk_bytes(self) -> int:
@@ -156,11 +159,11 @@ def expand_group(group: str, vm: VmSpec, deployed: Collection[str] = ()) -> list
                 name=name,
                 group=group,
                 index=offset + 1,
-                image=vm.image,
-                pool=vm.pool,
+                image=vm.image or "",
+                pool=vm.pool if vm.imported is None or not vm.imported.disks else vm.imported.disks[0].pool,
                 vcpus=vm.vcpus,
                 memory_bytes=vm.memory,
-                disk_bytes=vm.disk,
+                disk_bytes=vm.disk or 0,
                 data_disks=data_disks,
                 nics=nics,
                 cloud_init=vm.cloud_init,
@@ -174,6 +177,8 @@ def expand_group(group: str, vm: VmSpec, deployed: Collection[str] = ()) -> list
                 cpu=vm.cpu,
                 shutdown_timeout=vm.shutdown_timeout,
                 on_cloud_init_change=vm.on_cloud_init_change,
+                anti_affinity=vm.anti_affinity,
+                imported=vm.imported,
             )
         )
     return instances
@@ -205,8 +210,18 @@ def resolve_pool(host: HostSpec, pool: str | None) -> str | None:
 
 
 def missing_on_host(vm: VmInstance, host: HostSpec) -> list[str]:
-    """What ``host`` lacks for ``vm`` (networks and pool), as message fragments."""
+    """What ``host`` lacks for ``vm`` (networks, pool, static addresses in its segments), as
+    message fragments."""
     missing = [f"network {name}" for name in vm.networks if name not in host.networks]
+    for nic in vm.nics:
+        network = host.networks.get(nic.network)
+        if (
+            nic.ip is not None
+            and network is not None
+            and network.cidr is not None
+            and nic.ip not in network.cidr
+        ):
+            missing.append(f"{nic.ip} in network {nic.network} (its cidr there is {network.cidr})")
     if resolve_pool(host, vm.pool) is None:
         if vm.pool is None:
             missing.append(f"a single pool (it has {len(host.pools)}; set pool)")

@@ -11,21 +11,31 @@ Public API:
         MAC clashes per L2 segment: (host, network) for nat/isolated, the
         network name for bridges.
     Placement(assignments: dict[vm, host], usage: dict[host, HostUsage])
-    HostUsage(host, vcpus, memory_bytes, disk_bytes, capacity..., vms)
+    HostUsage(host, vcpus, memory_bytes, disk_bytes, capacity..., raw capacity..., vms)
     PlacedFleet(fleet, placement)
 
 Issues about one VM name its group and instance: ``vms.db (instance db-3)``.
 
+Capacity is the host's ``capacity`` times its ``overcommit`` (vCPUs and memory; disk never).
+Hosts whose ``state`` is cordoned or drained take no VM in step 3.
+
 Order of decisions:
-    1. Pinned VMs (``host:``) go to their host, even past its capacity; an
-       overfull host is an error naming resource and excess.
+    1. Pinned VMs (``host:``) go to their host, even past its capacity and even
+       when it is cordoned (the user asked); an overfull host is an error naming
+       resource and excess, and a pin to a drained host is an error.
     2. VMs found in ``previous`` (vm -> host of the last deployment) stay
-       there, in name order, if the host still exists, still offers their
-       networks and pool, and still has room.
-    3. The rest, in name order, go to a host that offers every network and
-       the pool they need (images are uploaded per host, so any host can take
-       any image) and has room for vCPUs, memory and disk (root + data
+       there, in name order, if the host still exists, is not drained, still
+       offers their networks, pool and address segments, still has room, and
+       holds no other VM of their group when the group's anti_affinity is
+       required.
+    3. The rest, in name order, go to an active host that offers every network
+       and the pool they need (images are uploaded per host, so any host can
+       take any image), whose segment of each network holds the VM's static
+       addresses, and has room for vCPUs, memory and disk (root + data
        disks, virtual sizes: copy-on-write overcommit is not counted on).
+       VMs of a group with ``anti_affinity`` go to the host with the fewest
+       VMs of their group (required: only to hosts with none; none left is an
+       error naming the group), then by the strategy's order.
          spread: the host with the largest free share, where free share =
                  min(free/capacity) over vCPUs, memory and disk (the scarcest
                  resource decides); ties go to the first host by name.
@@ -53,7 +63,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from virtstack.capacity import HostState, Shape, TooMuchWork, shape_of
+from virtstack.capacity import HostState, Shape, TooMuchWork
 from virtstack.errors import SpecError, SpecIssue
 from virtstack.fleet import VmInstance, expand_fleet, missing_on_host
 from virtstack.spec import HostSpec, StackSpec
@@ -85,10 +95,12 @@ class HostUsage:
     vcpus: int
     memory_bytes: int
     disk_bytes: int
-    vcpus_capacity: int
+    vcpus_capacity: int  # effective: capacity x overcommit
     memory_capacity: int
     disk_capacity: int
     vms: tuple[str, ...]  # sorted names
+    vcpus_raw: int = 0  # as declared in capacity (0: same as effective)
+    memory_raw: int = 0
 
     @property
     def vcpus_free(self) -> int:
@@ -142,6 +154,11 @@ def _named_amount(resource: int, n: int) -> str:
 def _unplaceable_reason(state: HostState, vm: VmInstance) -> str:
     eligible = state.eligible(vm)
     if not eligible:
+        offering = sorted(name for i in state.selected(vm) for name in state.index.classes[i][1])
+        if offering:
+            listed = ", ".join(f"{h} {state.hosts[h].state}" for h in offering[:5])
+            more = f", and {len(offering) - 5} more" if len(offering) > 5 else ""
+            return f"every host that offers what it needs takes no new VM ({listed}{more})"
         needs = [f"network {n}" for n in vm.networks]
         if vm.pool is not None:
             needs.append(f"pool {vm.pool}")
@@ -199,17 +216,27 @@ def place(
     def fail(vm: VmInstance, message: str) -> None:
         vm_issues.append((vm.name, SpecIssue(file, instance_path(vm), message)))
 
+    peers: dict[str, dict[str, int]] = {}  # anti-affinity group -> host -> its VMs there
+
+    def assign(vm: VmInstance, host: str) -> None:
+        state.assign(vm, host)
+        if vm.anti_affinity is not None:
+            on = peers.setdefault(vm.group, {})
+            on[host] = on.get(host, 0) + 1
+
     rest: list[VmInstance] = []
     for vm in ordered:
         if vm.host is None:
             rest.append(vm)
         elif vm.host not in hosts:
             fail(vm, f"cannot be placed: unknown host '{vm.host}'")
+        elif hosts[vm.host].state == "drained":
+            fail(vm, f"cannot be placed on host {vm.host}: it is drained (pin the group elsewhere)")
         else:
             missing = missing_on_host(vm, hosts[vm.host])
             if missing:
                 fail(vm, f"cannot be placed on host {vm.host}: it lacks {', '.join(missing)}")
-            state.assign(vm, vm.host)
+            assign(vm, vm.host)
 
     host_issues: list[SpecIssue] = []
     for host in state.names:
@@ -232,10 +259,12 @@ def place(
             if (
                 before is not None
                 and before in hosts
+                and hosts[before].state != "drained"
                 and not missing_on_host(vm, hosts[before])
                 and state.fits(before, vm)
+                and not (vm.anti_affinity == "required" and peers.get(vm.group, {}).get(before))
             ):
-                state.assign(vm, before)
+                assign(vm, before)
             else:
                 unplaced.append(vm)
     else:
@@ -243,15 +272,24 @@ def place(
 
     pick = state.pick_spread if strategy == "spread" else state.pick_pack
     failed: list[VmInstance] = []
+    apart: list[VmInstance] = []  # required anti-affinity found no host without a peer
     try:
         for vm in unplaced:
-            chosen = pick(vm)
+            if vm.anti_affinity is not None:
+                chosen = state.pick_apart(
+                    vm, peers.get(vm.group, {}), vm.anti_affinity == "required", strategy == "spread"
+                )
+                if chosen is None and vm.anti_affinity == "required" and pick(vm) is not None:
+                    apart.append(vm)
+                    continue
+            else:
+                chosen = pick(vm)
             if chosen is None:
                 failed.append(vm)
             else:
-                state.assign(vm, chosen)
+                assign(vm, chosen)
     except TooMuchWork:
-        shapes = len({shape_of(vm) for vm in unplaced})
+        shapes = len({state.shape(vm) for vm in unplaced})
         raise SpecError.single(
             file,
             "vms",
@@ -262,8 +300,16 @@ def place(
 
     # Reasons use the final usage so the "free" figures are consistent.
     reasons: dict[Shape, str] = {}
+    for vm in apart:
+        group_hosts = sorted(peers.get(vm.group, {}))
+        fail(
+            vm,
+            f"cannot be placed: anti_affinity required puts each VM of group {vm.group} on its own host, "
+            f"and every host with room already runs one ({', '.join(group_hosts[:5])}"
+            f"{', …' if len(group_hosts) > 5 else ''})",
+        )
     for vm in failed:
-        shape = shape_of(vm)
+        shape = state.shape(vm)
         if shape not in reasons:
             reasons[shape] = _unplaceable_reason(state, vm)
         fail(vm, f"cannot be placed: {reasons[shape]}")
@@ -285,6 +331,8 @@ def place(
             memory_capacity=state.cap[h][1],
             disk_capacity=state.cap[h][2],
             vms=tuple(sorted(by_host[h])),
+            vcpus_raw=hosts[h].capacity.vcpus,
+            memory_raw=hosts[h].capacity.memory,
         )
         for h in state.names
     }

@@ -259,6 +259,9 @@ class DomainProps:
     running: bool
     autostart: bool
     console_log: str
+    # An imported domain (virtstack import): "" for virtstack's own, "unowned" adopted without an owner
+    # record (destroy leaves it), "owned" once the user confirmed (the record is written, no restart).
+    adopt: str = ""
     # VM features (issue 17). Optional on the wire: absent when at their default, so state written
     # before them reads the same and shows no diff.
     firmware: str = "bios"  # bios | uefi | uefi-secure
@@ -283,7 +286,9 @@ class DomainProps:
 
     def to_inputs(self) -> dict[str, Any]:
         t = self.target
+        extra = {"adopt": self.adopt} if self.adopt else {}
         return {
+            **extra,
             "uri": t.uri,
             "host": t.host,
             "owner": t.owner,
@@ -316,6 +321,7 @@ class DomainProps:
             bool(props.get("running", True)),
             bool(props.get("autostart")),
             str(props.get("console_log") or ""),
+            str(props.get("adopt") or ""),
             str(props.get("firmware") or "bios"),
             bool(props.get("tpm")),
             str(props.get("cpu_model") or ""),

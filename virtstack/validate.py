@@ -15,14 +15,18 @@ Rules:
     * Every reference resolves: image, pinned host, networks and pool on the
       pinned host; an unpinned VM needs at least one host offering all of its
       networks and its pool together (an omitted pool needs a one-pool host).
-    * A network name means the same thing on every host: same mode, cidr and
-      DHCP setting.  That keeps address checks independent of placement.
+    * A network name may differ between hosts (mode, cidr, DHCP): each host's
+      is a segment.  A pinned VM's static addresses are checked against its
+      host's segment; an unpinned VM's against every segment that holds them
+      (at least one must), and placement only puts it on such a host.
     * Networks with a cidr on one host must not overlap; pool paths on one
       host must differ.
     * Static addresses (after count expansion) lie inside the cidr, avoid the
       network, broadcast and .1 (gateway / host) addresses and the DHCP range,
       and are unique per network name across the fleet (conservative: a VM may
       move between hosts).
+    * anti_affinity: required on a group pinned to one host with count > 1 is
+      impossible.
     * VM names are unique after expansion and fit in 63 characters.
     * Volume names stay distinct: a VM's volumes are named ``<vm>-root``,
       ``<vm>-seed`` and ``<vm>-<data disk>`` (plus an extension, see
@@ -38,7 +42,7 @@ Address maths (DHCP ranges, reserved addresses, overlaps) is virtstack.netaddr's
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -109,8 +113,10 @@ class _Checker:
         self.spec = spec
         self.file = file
         self.issues: list[SpecIssue] = []
-        # First definition of each network name (host order) is the reference.
+        # First definition of each network name (host order), and every host's.
         self.networks: dict[str, tuple[str, NetworkSpec]] = {}
+        self.segments: dict[str, dict[str, NetworkSpec]] = {}
+        self._uniform: dict[str, bool] = {}  # network name -> one definition on every host
         self.pool_names: set[str] = set()
         # Cache of "which hosts lack what" per requirement set: many groups
         # share one, and hosts x groups would be slow on big fleets.
@@ -135,29 +141,9 @@ class _Checker:
                         f"{base}.pools.{pool_name}.path", f"{pool.path} is also the path of pool {other}"
                     )
             for net_name, net in host.networks.items():
-                self._check_consistent(host_name, net_name, net)
+                self.networks.setdefault(net_name, (host_name, net))
+                self.segments.setdefault(net_name, {})[host_name] = net
             self._check_overlaps(host_name, host)
-
-    def _check_consistent(self, host_name: str, net_name: str, net: NetworkSpec) -> None:
-        first = self.networks.setdefault(net_name, (host_name, net))
-        if first[0] == host_name:
-            return
-        ref = first[1]
-        diffs = []
-        if net.mode != ref.mode:
-            diffs.append(f"mode {net.mode} vs {ref.mode}")
-        if net.cidr != ref.cidr:
-            diffs.append(f"cidr {net.cidr or 'none'} vs {ref.cidr or 'none'}")
-        if net.dhcp_enabled != ref.dhcp_enabled:
-            diffs.append(f"dhcp {str(net.dhcp_enabled).lower()} vs {str(ref.dhcp_enabled).lower()}")
-        if net.gateway != ref.gateway:
-            diffs.append(f"gateway {net.gateway or 'none'} vs {ref.gateway or 'none'}")
-        if diffs:
-            self.add(
-                f"hosts.{host_name}.networks.{net_name}",
-                f"differs from network {net_name} on host {first[0]} ({', '.join(diffs)}); "
-                "a network must have the same mode, cidr, dhcp and gateway on every host",
-            )
 
     def _check_overlaps(self, host_name: str, host: HostSpec) -> None:
         cidrs = {name: net.cidr for name, net in host.networks.items() if net.cidr is not None}
@@ -191,13 +177,19 @@ class _Checker:
     def _check_references(self, group: str, vm: VmSpec, instance: VmInstance | None) -> None:
         base = f"vms.{group}"
         spec = self.spec
-        if vm.image not in spec.images:
+        if vm.image is not None and vm.image not in spec.images:
             self.add(f"{base}.image", _unknown("image", vm.image, spec.images))
         if vm.host is not None:
             host = spec.hosts.get(vm.host)
             if host is None:
                 self.add(f"{base}.host", _unknown("host", vm.host, spec.hosts))
                 return
+            if vm.anti_affinity == "required" and vm.count > 1:
+                self.add(
+                    f"{base}.anti_affinity",
+                    f"required puts each VM of group {group} on its own host, but host: pins all "
+                    f"{vm.count} to {vm.host}",
+                )
             for i, nic in enumerate(vm.nics):
                 if nic.network not in host.networks:
                     self.add(
@@ -206,7 +198,16 @@ class _Checker:
                             "unknown network", f"host {vm.host} has no network", 1
                         ),
                     )
-            if resolve_pool(host, vm.pool) is None:
+            if vm.imported is not None:
+                for i, disk in enumerate(vm.imported.disks):
+                    if disk.pool not in host.pools:
+                        self.add(
+                            f"{base}.imported.disks[{i}].pool",
+                            _unknown("pool", disk.pool, host.pools).replace(
+                                "unknown pool", f"host {vm.host} has no pool", 1
+                            ),
+                        )
+            elif resolve_pool(host, vm.pool) is None:
                 if vm.pool is None:
                     pools = ", ".join(host.pools)
                     self.add(f"{base}.pool", f"required because host {vm.host} has several pools ({pools})")
@@ -233,6 +234,41 @@ class _Checker:
             problem = self._no_host_offers(instance)
             if problem is not None:
                 self.add(base, problem)
+
+    def _check_segments(
+        self,
+        name: str,
+        base: IPv4Address,
+        count: int,
+        check: Callable[[str, NetworkSpec, IPv4Address, int], str | None],
+    ) -> str | None:
+        """An unpinned VM's static addresses: every host segment of the network that holds the
+        first address must take them all (placement may pick any of those hosts); none holding it
+        is an error listing the segments."""
+        by_cidr: dict[object, list[str]] = {}
+        for host_name, network in self.segments[name].items():
+            by_cidr.setdefault(network.cidr, []).append(host_name)
+        uniform = self._uniform.get(name)
+        if uniform is None:
+            uniform = self._uniform[name] = len(set(self.segments[name].values())) == 1
+        if uniform:  # one definition everywhere
+            return check(name, self.networks[name][1], base, count)
+        holding = [
+            (host_name, network)
+            for host_name, network in self.segments[name].items()
+            if network.cidr is not None and base in network.cidr
+        ]
+        if not holding:
+            listed = "; ".join(
+                f"{cidr or 'no cidr'} on {', '.join(hosts[:3])}{', …' if len(hosts) > 3 else ''}"
+                for cidr, hosts in by_cidr.items()
+            )
+            return f"{base} lies in no host's segment of network {name} ({listed})"
+        for host_name, network in holding:
+            problem = check(name, network, base, count)
+            if problem is not None:
+                return f"{problem} on host {host_name}"
+        return None
 
     def _no_host_offers(self, vm: VmInstance) -> str | None:
         key = (tuple(sorted(vm.networks)), vm.pool)
@@ -287,7 +323,14 @@ class _Checker:
         # Range checks once per group NIC (not per instance: O(groups)); then
         # uniqueness per instance with one dict per network: O(instances).
         valid: set[tuple[str, int]] = set()
-        facts = {name: NetworkFacts.of(network) for name, (_, network) in self.networks.items()}
+        facts: dict[int, NetworkFacts] = {}  # per distinct network definition (id of the model)
+
+        def check(name: str, network: NetworkSpec, base: IPv4Address, count: int) -> str | None:
+            found = facts.get(id(network))
+            if found is None:
+                found = facts[id(network)] = NetworkFacts.of(network)
+            return check_address_range(name, network, found, base, count)
+
         for group, vm in self.spec.vms.items():
             for i, nic in enumerate(vm.nics):
                 if nic.ip is None or nic.network not in self.networks:
@@ -296,8 +339,9 @@ class _Checker:
                     host = self.spec.hosts.get(vm.host)
                     if host is None or nic.network not in host.networks:
                         continue  # reported as a reference problem
-                network = self.networks[nic.network][1]
-                problem = check_address_range(nic.network, network, facts[nic.network], nic.ip, vm.count)
+                    problem = check(nic.network, host.networks[nic.network], nic.ip, vm.count)
+                else:
+                    problem = self._check_segments(nic.network, nic.ip, vm.count, check)
                 if problem is None:
                     valid.add((group, i))
                 else:

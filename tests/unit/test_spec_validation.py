@@ -471,20 +471,52 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
         lines("hosts.node-a.networks.lab.dhcp: must be true or false"),
     ),
     (
-        "network differs across hosts",
-        {"hosts.node-b.networks.lab.cidr": "10.77.1.0/24"},
+        "static address in no host's segment of a network",
+        {"hosts.node-b.networks.lab.cidr": "10.87.0.0/24", "vms.web.nics.0.ip": "10.99.0.10"},
         lines(
-            "hosts.node-b.networks.lab: differs from network lab on host node-a (cidr 10.77.1.0/24 vs 10.77.0.0/24); "
-            "a network must have the same mode, cidr, dhcp and gateway on every host"
+            "vms.web.nics[0].ip: 10.99.0.10 lies in no host's segment of network lab "
+            "(10.77.0.0/24 on node-a; 10.87.0.0/24 on node-b)"
         ),
     ),
     (
-        "network dhcp differs",
-        {"hosts.node-b.networks.lab.dhcp": False},
+        "static address checked against each host's segment holding it",
+        {"hosts.node-b.networks.lab.dhcp": False, "vms.web.count": 1, "vms.web.nics.0.ip": "10.77.0.200"},
         lines(
-            "hosts.node-b.networks.lab: differs from network lab on host node-a (dhcp false vs true); "
-            "a network must have the same mode, cidr, dhcp and gateway on every host"
+            "vms.web.nics[0].ip: 10.77.0.200 is inside the DHCP range of network lab (10.77.0.128–10.77.0.254) on host node-a"
         ),
+    ),
+    (
+        "pinned static address checked against its host's segment",
+        {"hosts.node-b.networks.lab.cidr": "10.87.0.0/24", "vms.web.host": "node-b"},
+        lines("vms.web.nics[0].ip: 10.77.0.10 is outside network lab (10.87.0.0/24)"),
+    ),
+    (
+        "required anti-affinity on a group pinned to one host",
+        {"vms.web.anti_affinity": "required", "vms.web.host": "node-a"},
+        lines(
+            "vms.web.anti_affinity: required puts each VM of group web on its own host, but host: pins "
+            "all 3 to node-a"
+        ),
+    ),
+    (
+        "anti-affinity value",
+        {"vms.web.anti_affinity": "always"},
+        lines("vms.web.anti_affinity: must be 'required' or 'preferred' (got 'always')"),
+    ),
+    (
+        "overcommit below one",
+        {"hosts.node-a.overcommit": {"vcpus": 0.5}},
+        lines("hosts.node-a.overcommit.vcpus: must be at least 1.0"),
+    ),
+    (
+        "overcommit as a string",
+        {"hosts.node-a.overcommit": {"memory": "2"}},
+        lines("hosts.node-a.overcommit.memory: must be a number"),
+    ),
+    (
+        "host state",
+        {"hosts.node-a.state": "maintenance"},
+        lines("hosts.node-a.state: must be 'active', 'cordoned' or 'drained' (got 'maintenance')"),
     ),
     (
         "overlapping cidrs",

@@ -18,8 +18,11 @@ from virtstack.cli import (
     doctor,
     drift,
     env,
+    hosts,
+    importcmd,
     inventory,
     plan,
+    rebalance,
     schema,
     snapshot,
     trash,
@@ -73,7 +76,22 @@ def cli() -> None:
     reconciled by the Pulumi engine."""
 
 
-for module in (validate, plan, up, drift, destroy, inventory, trash, schema, env, snapshot, doctor):
+for module in (
+    validate,
+    plan,
+    up,
+    drift,
+    destroy,
+    inventory,
+    trash,
+    schema,
+    env,
+    rebalance,
+    hosts,
+    importcmd,
+    snapshot,
+    doctor,
+):
     module.register(cli)
 
 

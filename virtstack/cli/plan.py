@@ -13,6 +13,7 @@ from virtstack.cli.common import (
     write_output,
 )
 from virtstack.ops.apply import make_plan
+from virtstack.ops.capacitycheck import check_real_capacity
 from virtstack.ops.changes import Plan
 from virtstack.ops.doctor import check_hosts_cheaply
 from virtstack.ops.render import FORMATS, render_plan, summary_line
@@ -22,11 +23,13 @@ from virtstack.spec.loader import load_spec
 
 def check_spec(ctx: click.Context, stack: str) -> None:
     """Report stack file problems before starting the engine (which would report them too, later),
-    then the cheap host checks of `virtstack doctor` (no libvirt call): a broken host fails here."""
-    project = services(ctx).project()
-    spec_file = project.spec_file(stack)
+    then the cheap host checks of `virtstack doctor` (no libvirt call: a broken host fails here), then
+    read the hosts and refuse a plan that does not fit them (virtstack.ops.capacitycheck)."""
+    svc = services(ctx)
+    spec_file = svc.project().spec_file(stack)
     spec = load_spec(spec_file.path, display_name=spec_file.display)
-    check_hosts_cheaply(spec, project.root)
+    check_hosts_cheaply(spec, svc.project().root)
+    check_real_capacity(svc.project(), stack, svc.engine(), svc.libvirt_opener())
 
 
 def snapshot_warnings(ctx: click.Context, stack: str, plan: Plan) -> list[str]:

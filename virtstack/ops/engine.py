@@ -138,6 +138,8 @@ class EngineApi(Protocol):
 
     def outputs(self, stack: str) -> dict[str, Any]: ...
 
+    def previous_placement(self, stack: str) -> dict[str, str]: ...
+
     def interrupt(self, force: bool = False) -> bool: ...
 
 
@@ -321,6 +323,13 @@ class Engine:
             placement = {}
         env[PREVIOUS_PLACEMENT_ENV] = json.dumps(placement if isinstance(placement, dict) else {})
         workspace.env_vars = env  # every later command of this workspace passes it on
+
+    def previous_placement(self, stack: str) -> dict[str, str]:
+        """VM -> host of the last deployment: what the program gets in PREVIOUS_PLACEMENT_ENV (read
+        once per Engine, shared with the engine runs that follow)."""
+        self._pass_previous_placement(stack)
+        placement = json.loads(self.workspace().env_vars[PREVIOUS_PLACEMENT_ENV])
+        return {str(vm): str(host) for vm, host in placement.items()}
 
     def _backend_url(self) -> str | None:
         return self.env.get("PULUMI_BACKEND_URL") or self.environ.get("PULUMI_BACKEND_URL")

@@ -6,7 +6,8 @@ Public API:
         lie in its image directories (virtstack.images.check_image_locations).
     render_validation(spec_file, placed) -> str
         The VMs and the host placement puts each on, then per host the vCPUs, memory and disk the
-        placed VMs use of the capacity virtstack may allocate there.
+        placed VMs use of the capacity virtstack may allocate there (capacity x overcommit, with
+        the raw capacity next to it when they differ).
 
 Placement here starts from nothing: the engine keeps deployed VMs where they are (`previous`
 placement), so a fleet that grew since its last deployment may be placed differently by `up`.
@@ -44,16 +45,18 @@ def _percent(used: int, capacity: int) -> str:
     return f"{round(100 * used / capacity)}%" if capacity else "-"
 
 
-def _used(used: int, capacity: int, show: Callable[[int], str] = str) -> str:
-    return f"{show(used)} / {show(capacity)} ({_percent(used, capacity)})"
+def _used(used: int, capacity: int, show: Callable[[int], str] = str, raw: int = 0) -> str:
+    """``used / effective (percent)``, plus the raw capacity when overcommit makes them differ."""
+    overcommitted = f", raw {show(raw)}" if raw and raw != capacity else ""
+    return f"{show(used)} / {show(capacity)} ({_percent(used, capacity)}{overcommitted})"
 
 
 def _usage_row(usage: HostUsage) -> list[str]:
     return [
         usage.host,
         str(len(usage.vms)),
-        _used(usage.vcpus, usage.vcpus_capacity),
-        _used(usage.memory_bytes, usage.memory_capacity, format_size),
+        _used(usage.vcpus, usage.vcpus_capacity, raw=usage.vcpus_raw),
+        _used(usage.memory_bytes, usage.memory_capacity, format_size, usage.memory_raw),
         _used(usage.disk_bytes, usage.disk_capacity, format_size),
     ]
 

@@ -38,7 +38,8 @@ def _observe(dom: libvirt.virDomain, inputs: dict[str, Any], props: DomainProps)
         "addresses": addresses.nic_addresses(dom, [nic.mac for nic in props.nics]),
     }
     # Devices are compared as sets of identities so that libvirt's own additions don't look like drift.
-    wanted_disks, live_disks = disk_identities(inputs.get("disks")), disk_identities(live["disks"])
+    live_disk_list = _adopted_disks(dom, live["disks"]) if props.adopt else live["disks"]
+    wanted_disks, live_disks = disk_identities(inputs.get("disks")), disk_identities(live_disk_list)
     if wanted_disks != live_disks:
         observed["disks"] = [
             {"pool": p, "volume": v, "device": "disk"} for p, v in sorted(live_disks, key=str)
@@ -47,6 +48,22 @@ def _observe(dom: libvirt.virDomain, inputs: dict[str, Any], props: DomainProps)
     if wanted_nics != live_nics:
         observed["nics"] = [{"network": n, "mac": m} for n, m in sorted(live_nics, key=str)]
     return observed
+
+
+def _adopted_disks(dom: libvirt.virDomain, disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An imported domain's disks as (pool, volume): a disk defined by file path is named by the
+    volume libvirt knows at that path (as `virtstack import` wrote it); cdroms are not compared."""
+    conn = dom.connect()
+    named = []
+    for disk in disks:
+        if disk.get("device") != "disk":
+            continue
+        if disk.get("file") and not disk.get("pool"):
+            vol = found_or_none(conn.storageVolLookupByPath, disk["file"])
+            if vol is not None:
+                disk = {**disk, "pool": vol.storagePoolLookupByVolume().name(), "volume": vol.name()}
+        named.append(disk)
+    return named
 
 
 _STATE_NAMES = {
@@ -94,6 +111,8 @@ class DomainProvider(Provider[DomainProps]):
         if dom is None:
             return None
         record = ownership.domain_owner(dom)
+        if props.adopt and record is None:
+            return None  # imported: not ours until the user confirms, but this stack may adopt it
         if not owns(record, owner_of(props.target)):
             return refusal("domain", props.name, props.target, record)
         return None
@@ -105,9 +124,16 @@ class DomainProvider(Provider[DomainProps]):
             problem = self.problem(conn, props)
             if problem:
                 raise OwnershipError(problem)
+            old = _lookup_domain(conn, props.name)
+            if old is not None and props.adopt:
+                # Imported (`virtstack import`): adopted as it is — not redefined, not restarted; the
+                # owner record only when the user confirmed.
+                owner = owner_of(props.target)
+                if props.adopt == "owned" and owner is not None:
+                    ownership.set_domain_owner(old, owner)
+                return _observe(old, inputs, props)
             # A domain of this stack here was left by an interrupted run (created before the engine
             # could record it): adopt it by redefining it as asked, keeping its UUID.
-            old = _lookup_domain(conn, props.name)
             dom = conn.defineXML(xml.domain_xml(props, old.UUIDString() if old else None))
             dom.setAutostart(1 if props.autostart else 0)
             if props.running:
@@ -139,7 +165,11 @@ class DomainProvider(Provider[DomainProps]):
                         lifecycle.undefine(dom)  # its NVRAM / TPM state goes with the feature
                 dom = conn.defineXML(xml.domain_xml(props, uuid))
             else:
-                if "owner" in changed and owner is not None:
+                if (
+                    ("owner" in changed or "adopt" in changed)
+                    and owner is not None
+                    and props.adopt != "unowned"
+                ):
                     ownership.set_domain_owner(dom, owner)  # no restart
                 if "seed_instance_id" in changed and olds.get("seed_instance_id"):
                     _apply_new_seed(dom, props)
@@ -174,6 +204,12 @@ class DomainProvider(Provider[DomainProps]):
             record = ownership.domain_owner(dom)
             if owner is not None and record is not None and not owns(record, owner):
                 pulumi.log.warn(refusal("domain", props.name, props.target, record) + "; it is left as it is")
+                return
+            if props.adopt == "unowned" and record is None:
+                pulumi.log.info(
+                    f"domain {props.name} on host {props.target.where} was imported and never confirmed "
+                    "as this stack's (imported.owned): it is left as it is"
+                )
                 return
             lifecycle.stop_and_report(dom, props.shutdown_timeout)
             lifecycle.undefine(dom)

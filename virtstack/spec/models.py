@@ -75,6 +75,19 @@ class Capacity(_Model):
     disk: PositiveSize
 
 
+class Overcommit(_Model):
+    """How far placement may allocate past a host's capacity: effective = capacity x factor.
+
+    vCPUs are often overcommitted (idle guests share cores); memory rarely.  Disk is never
+    overcommitted (virtual sizes are counted, see virtstack.placement)."""
+
+    vcpus: Annotated[float, Field(strict=True, ge=1, le=64)] = 1.0
+    memory: Annotated[float, Field(strict=True, ge=1, le=64)] = 1.0
+
+
+HostStatus = Literal["active", "cordoned", "drained"]
+
+
 class PoolSpec(_Model):
     """A directory storage pool; ``path`` is on the host.
 
@@ -95,8 +108,9 @@ class PoolSpec(_Model):
 class NetworkSpec(_Model):
     """A libvirt network on one host.
 
-    Networks of the same name on several hosts must agree on mode, cidr and
-    dhcp (checked in virtstack.validate), so ``lab`` means one thing fleet-wide.
+    Networks of the same name on several hosts may differ (mode, cidr, dhcp): each host's is a
+    segment of its own, and static addresses are checked against the segment of the host a VM is
+    placed on (virtstack.validate, virtstack.placement).
     """
 
     mode: Literal["nat", "isolated", "bridge"]
@@ -173,6 +187,10 @@ class HostSpec(_Model):
     # "auto" is kept literally: the caller resolves it from what setup detected.
     domain_type: Literal["auto", "kvm", "qemu"] = "auto"
     capacity: Capacity
+    # Placement allocates up to capacity x overcommit (virtstack.placement).
+    overcommit: Overcommit = Field(default_factory=Overcommit)
+    # cordoned: takes no new VM; drained: takes none and its VMs are placed elsewhere.
+    state: HostStatus = "active"
     pools: Annotated[dict[Name, PoolSpec], Field(min_length=1)]
     networks: dict[Name, NetworkSpec] = Field(default_factory=dict)
     # qemu+tcp sends everything, seed ISOs with their passwords included, in clear: only on request.
@@ -377,20 +395,46 @@ _USER_DATA_HEADERS = (
 )
 
 
+# A volume's name in its pool (as libvirt lists it), e.g. `legacy-root.qcow2`.
+VolumeName = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._@+-]{0,254}$")]
+
+
+class ImportedDiskSpec(_Model):
+    """A disk of an imported domain: an existing volume, used as it is (never created or deleted)."""
+
+    pool: Name
+    volume: VolumeName
+    format: Literal["qcow2", "raw"] = "qcow2"
+
+
+class ImportedSpec(_Model):
+    """A domain that existed before the stack (`virtstack import`): adopted as it is, never
+    restarted by the adoption.  ``owned``: the user confirmed it becomes this stack's (its owner
+    record is written); until then `destroy` leaves it in place."""
+
+    disks: list[ImportedDiskSpec] = Field(default_factory=list)
+    owned: StrictBool = False
+
+
 class VmSpec(_Model):
     """A group of ``count`` identical VMs (see virtstack.fleet for expansion)."""
 
     count: Annotated[int, Field(strict=True, ge=1, le=MAX_COUNT)] = 1
-    image: Name
+    # Required unless ``imported`` (an imported VM's disks are existing volumes).
+    image: Name | None = None
     pool: Name | None = None
     vcpus: PositiveInt
     memory: Memory
-    disk: DiskSize
+    disk: DiskSize | None = None
     data_disks: list[DataDiskSpec] = Field(default_factory=list)
     nics: list[NicSpec] = Field(default_factory=list)
     cloud_init: CloudInitSpec | None = None
     user_data: SecretStr | None = None
     host: Name | None = None
+    # Instances on distinct hosts: required (an error when impossible) or preferred (as spread as
+    # capacity allows); see virtstack.placement.
+    anti_affinity: Literal["required", "preferred"] | None = None
+    imported: ImportedSpec | None = None
     running: StrictBool = True
     autostart: StrictBool = False
     # Pulumi's protect: nothing deletes this VM or its disks, not even --allow-data-loss, until the
@@ -417,6 +461,20 @@ class VmSpec(_Model):
     @model_validator(mode="after")
     def _check_group(self) -> VmSpec:
         issues: list[tuple[Loc, str]] = []
+        if self.imported is None:
+            for key in ("image", "disk"):
+                if getattr(self, key) is None:
+                    issues.append(((key,), "required"))
+        else:
+            for key in ("image", "disk", "cloud_init", "user_data", "pool"):
+                if getattr(self, key) is not None:
+                    issues.append(((key,), "not for an imported VM (its disks are imported.disks)"))
+            if self.data_disks:
+                issues.append((("data_disks",), "not for an imported VM (its disks are imported.disks)"))
+            if self.count != 1:
+                issues.append((("count",), "an imported VM is one domain: count must be 1"))
+            if self.host is None:
+                issues.append((("host",), "required for an imported VM: the host its domain is on"))
         if self.cloud_init is not None and self.user_data is not None:
             issues.append(((), "set either cloud_init or user_data, not both"))
         if self.count > 1:

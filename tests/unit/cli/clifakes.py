@@ -100,6 +100,11 @@ class FakeEngine:
             raise self.raises
         return self._outputs
 
+    def previous_placement(self, stack: str) -> dict[str, str]:
+        # Not recorded as a call: the real engine reads it once and passes it to its own runs.
+        placement = self._outputs.get("placement")
+        return dict(placement) if isinstance(placement, dict) else {}
+
     def interrupt(self, force: bool = False) -> bool:
         self.calls.append(("interrupt", {"force": force}))
         return True
