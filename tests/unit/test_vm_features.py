@@ -376,3 +376,66 @@ def test_a_stopped_guest_is_left_alone(fast: None) -> None:
     dom.destroyed = False
     result = lifecycle.graceful_stop(dom, 5)
     assert (result.was_running, dom.presses, dom.destroyed) == (False, 0, False)
+
+
+# ---------------------------------------------------------------------------------------- addresses
+
+
+@pytest.mark.parametrize(
+    ("vm", "leases", "addresses", "source"),
+    [
+        ({"ips": ["10.1.0.5"], "addresses": ["10.1.0.99"]}, ["10.1.0.7"], ("10.1.0.5",), "static"),
+        ({"ips": [None], "addresses": ["10.1.0.99"]}, ["10.1.0.7"], ("10.1.0.7",), "dhcp"),
+        ({"ips": [None], "addresses": [None, "192.168.1.20"]}, [], ("192.168.1.20",), "recorded"),
+        ({"ips": [None], "addresses": [None]}, [], (), "none"),
+        ({"ips": [None]}, [], (), "none"),  # outputs of a stack deployed before `addresses`
+    ],
+)
+def test_inventory_prefers_static_then_libvirt_then_recorded(
+    vm: dict[str, Any], leases: list[str], addresses: tuple[str, ...], source: str
+) -> None:
+    from virtstack.ops.inventory import build_inventory
+
+    outputs = {"vms": {"web": {"uri": "qemu:///system", "domain": "web", **vm}}}
+    (got,) = build_inventory(outputs, lambda _uri, _dom: leases)
+    assert (got.addresses, got.source) == (addresses, source)
+
+
+class _AddrDomain:
+    def __init__(self, active: bool, leases: dict[str, Any], agent: dict[str, Any] | None) -> None:
+        self.active, self.leases, self.agent, self.asked = active, leases, agent, []
+
+    def isActive(self) -> bool:
+        return self.active
+
+    def interfaceAddresses(self, source: int, flags: int = 0) -> dict[str, Any]:
+        self.asked.append(source)
+        if source == libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE:
+            return self.leases
+        if self.agent is None:
+            raise libvirt.libvirtError("QEMU guest agent is not connected")
+        return self.agent
+
+
+def _iface(mac: str, *ips: str) -> dict[str, Any]:
+    return {
+        "hwaddr": mac,
+        "addrs": [{"type": libvirt.VIR_IP_ADDR_TYPE_IPV4, "addr": ip, "prefix": 24} for ip in ips],
+    }
+
+
+def test_nic_addresses_by_mac_lease_first_then_agent() -> None:
+    from virtstack.provider.addresses import nic_addresses
+
+    leases = {"vnet0": _iface("52:54:00:00:00:01", "10.1.0.7")}
+    agent = {
+        "lo": _iface("00:00:00:00:00:00", "127.0.0.1"),
+        "eth1": _iface("52:54:00:00:00:02", "169.254.1.1", "192.168.1.20"),
+    }
+    dom = _AddrDomain(True, leases, agent)
+    macs = ["52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:03"]
+    assert nic_addresses(dom, macs) == ["10.1.0.7", "192.168.1.20", None]
+    no_agent = _AddrDomain(True, leases, None)
+    assert nic_addresses(no_agent, macs) == ["10.1.0.7", None, None]  # not an error: unknown
+    stopped = _AddrDomain(False, leases, agent)
+    assert nic_addresses(stopped, macs) == [None, None, None] and stopped.asked == []
