@@ -3,7 +3,7 @@ SHELL := /bin/bash
 ENV := . scripts/env.sh &&
 STACK ?= dev
 
-.PHONY: setup up test unit integration lint test-go preview destroy bench
+.PHONY: setup up test unit integration lint test-go preview destroy bench gitops-e2e
 
 setup:            ## install and start everything (idempotent)
 	scripts/setup.sh
@@ -37,3 +37,7 @@ destroy:
 
 bench:            ## benchmarks (~20 min, unattended): prints a table, writes bench/RESULTS.md and bench/results.json
 	$(ENV) .venv/bin/python -m bench.run
+
+# Not part of `make test` (it builds gitea and act once, then takes minutes): README, "GitOps".
+gitops-e2e:       ## the three workflows run by act against a Gitea on loopback, state on PostgreSQL
+	$(ENV) .venv/bin/python -m tests.gitops.e2e

@@ -88,6 +88,7 @@ log "guest image"
 images/ensure-image.sh
 
 log "Pulumi state backend"
+[[ $PULUMI_BACKEND_URL != postgres* ]] || scripts/postgres-up.sh ensure "$PULUMI_BACKEND_URL"  # a local PostgreSQL for it
 mkdir -p "$PULUMI_HOME"
 # The state holds every stack's (encrypted) secrets: owner only.
 mkdir -p -m 0700 .virtstack/state && chmod 0700 .virtstack/state

@@ -13,6 +13,10 @@ PID namespace, removed when the process ends.  A lock is stale only when a recor
 this boot and this PID namespace names its pid and hostname, was written just before the lock was
 taken, and that pid no longer runs here.  Any other lock is held: its holder is named, and the user
 decides (`pulumi cancel`).
+
+Other backends (PostgreSQL, S3…) are shared by several machines: a lock there is never judged stale
+by its pid, whatever the records say; virtstack.shared_state names its holder (user, host, time,
+operation) and how to clear it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -93,15 +97,22 @@ class _Record:
 
 @dataclass(frozen=True)
 class StackLock:
-    path: Path
+    path: PurePath
     pid: int
     hostname: str
     timestamp: str
     # Why the lock is still considered held (set by clear_stale_locks); "" when unknown.
     why_held: str = ""
+    # Shared backends (virtstack.shared_state) also name the user and, when virtstack took the lock,
+    # the operation.
+    username: str = ""
+    operation: str = ""
 
     def describe(self) -> str:
         why = f"; {self.why_held}" if self.why_held else ""
+        if self.username:
+            what = f"{self.operation} by " if self.operation else ""
+            return f"{what}{self.username}@{self.hostname} (pid {self.pid}) since {self.timestamp}{why}"
         return f"pid {self.pid} on {self.hostname} since {self.timestamp}{why}"
 
 
@@ -247,7 +258,7 @@ def clear_stale_locks(backend_url: str | None, stack: str) -> tuple[list[StackLo
     for lock in stack_locks(backend_url, stack):
         why = _why_held(lock, records, here)
         if why is None:
-            for p in (lock.path, lock.path.with_name(lock.path.name + ".attrs")):
+            for p in (Path(lock.path), Path(lock.path).with_name(lock.path.name + ".attrs")):
                 p.unlink(missing_ok=True)
             removed.append(lock)
         else:

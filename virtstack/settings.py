@@ -5,6 +5,8 @@ Public API:
         .engine_env(environ)          -- the variables to add for an engine run (those not set already)
         .shell_exports(environ)       -- the same as `export` lines, for scripts/env.sh
     check_passphrase(environ, backend_url) -> bool   (raises SettingsError)
+    check_backend_url(url)            -- raises SettingsError for a scheme Pulumi cannot open
+    redact_url(url) -> str            -- a backend URL for messages: its password replaced by ****
     pulumi_version(root) -> str       -- the one pin: tools/pulumi/go.mod's pkg/v3 requirement
     LOCAL_DEV_PASSPHRASE
 
@@ -23,6 +25,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from virtstack.errors import VirtstackError
 
@@ -31,8 +34,10 @@ __all__ = [
     "PREVIOUS_PLACEMENT_ENV",
     "Settings",
     "SettingsError",
+    "check_backend_url",
     "check_passphrase",
     "pulumi_version",
+    "redact_url",
 ]
 
 # The documented local development passphrase (README); never for real secrets.
@@ -57,6 +62,10 @@ _FIXED = {
 # The placement the last deployment recorded, as JSON: the CLI reads it once and passes it to the
 # Pulumi program in this variable (virtstack.edge.previous_placement).
 PREVIOUS_PLACEMENT_ENV = "VIRTSTACK_PREVIOUS_PLACEMENT"
+# The state backends the Pulumi CLI opens (DIY: file, PostgreSQL, object stores; https: a Pulumi Cloud).
+# postgres:// and the object stores are shared between machines: their locks are never judged stale
+# by a pid (virtstack.locks, virtstack.shared_state).
+BACKEND_SCHEMES = ("file", "postgres", "postgresql", "s3", "azblob", "gs", "https")
 _PIN = re.compile(r"^require github\.com/pulumi/pulumi/pkg/v3 v(\S+)$", re.M)
 
 
@@ -92,6 +101,30 @@ def _number(environ: Mapping[str, str], name: str, default: float, kind: type = 
     if value <= 0:
         raise SettingsError(f"{name}={raw} must be above 0")
     return float(value) if kind is float else int(value)
+
+
+def redact_url(url: str) -> str:
+    """`url` for messages and listings: a password in it becomes ****."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.split("://", 1)[0] + "://…"
+    if password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc[1]}"))
+
+
+def check_backend_url(url: str) -> None:
+    """Refuse a PULUMI_BACKEND_URL the Pulumi CLI cannot open, in one line (password hidden).
+    Checked where the engine's environment is assembled (engine_env), not on import: the provider
+    process reads the settings too, and a bad URL must be a message, not a traceback."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in BACKEND_SCHEMES:
+        known = ", ".join(f"{s}://" for s in BACKEND_SCHEMES)
+        raise SettingsError(f"PULUMI_BACKEND_URL={redact_url(url)} is not a state backend ({known})")
 
 
 def check_passphrase(environ: Mapping[str, str], backend_url: str) -> bool:
@@ -165,6 +198,12 @@ class Settings:
     no_trash: bool  # VIRTSTACK_NO_TRASH (`--no-trash`): delete disks outright
     engine_full_up: bool  # VIRTSTACK_ENGINE_FULL_UP: Stack.up()'s follow-up reads too (bench baseline)
 
+    @property
+    def shared_backend(self) -> bool:
+        """State other machines use too (postgres://, object stores, a Pulumi Cloud): its locks are
+        named, never removed (virtstack.locks)."""
+        return not self.backend_url.startswith("file://")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, root: Path | None = None) -> Settings:
         """Raises SettingsError (one line naming the variable) for a value that cannot be used."""
@@ -223,7 +262,9 @@ class Settings:
     def engine_env(self, environ: Mapping[str, str]) -> dict[str, str]:
         """Variables to add to the environment of an engine run: those `environ` does not set (a
         value the caller set always wins), the development passphrase where check_passphrase allows
-        it, the trash switch, and PATH with the virtualenv and the toolchain."""
+        it, the trash switch, and PATH with the virtualenv and the toolchain.  Raises SettingsError
+        for a backend URL or passphrase that cannot be used."""
+        check_backend_url(self.backend_url)
         env = {k: v for k, v in self._variables().items() if not environ.get(k) and k != "VIRTSTACK_ROOT"}
         for key in ("VIRTSTACK_ROOT", "VIRTSTACK_CACHE", "VIRTSTACK_PULUMI_VERSION", "VIRTSTACK_TOOLCHAIN"):
             env.pop(key, None)  # the engine and its plugins do not read these

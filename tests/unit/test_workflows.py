@@ -31,20 +31,30 @@ def test_the_plan_runs_the_base_branchs_code_with_the_pull_requests_stacks_only(
     # pull_request would take this very workflow (and its steps) from the pull request.
     assert list(triggers(plan)) == ["pull_request_target"]
     steps = plan["jobs"]["plan"]["steps"]
-    checkout = steps[0]
-    assert checkout["uses"].startswith("actions/checkout@")
-    assert checkout["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
-    assert checkout["with"]["persist-credentials"] is False
-    # Nothing else from the pull request's tree is checked out or run.
+    checkout = steps[0]["run"]
+    assert 'git checkout -q --force --detach "$BASE_SHA"' in checkout
+    # The pull request's tree is only ever checked out for stacks/.
     scripts = "\n".join(step.get("run", "") for step in steps)
-    assert scripts.count("git checkout") == 1 and "-- stacks" in scripts
+    pr_checkouts = [line for line in scripts.splitlines() if "git checkout" in line and "pr/head" in line]
+    assert pr_checkouts == ["rm -rf stacks && git checkout refs/remotes/pr/head -- stacks"]
     assert "head.ref" not in (WORKFLOWS / "virtstack-plan.yml").read_text()
+
+
+def test_the_workflows_run_only_their_own_steps() -> None:
+    # Marketplace actions are fetched at run time: none, only `run:` steps (git, make, virtstack).
+    for name in ("virtstack-plan.yml", "virtstack-up.yml", "virtstack-drift.yml"):
+        [job] = workflow(name)["jobs"].values()
+        assert all("uses" not in step and "run" in step for step in job["steps"]), name
+        # The token is used for fetches through the environment only: never in .git/config.
+        assert "persist" not in (WORKFLOWS / name).read_text(), name
+        assert "git config http" not in (WORKFLOWS / name).read_text(), name
 
 
 def test_only_the_up_workflow_has_the_write_capable_backend_behind_a_reviewed_environment() -> None:
     up = workflow("virtstack-up.yml")
     job = up["jobs"]["up"]
     assert job["environment"] == "production"
+    assert job["env"]["PULUMI_BACKEND_URL"] == "${{ secrets.PULUMI_BACKEND_URL }}"
     assert "PULUMI_CONFIG_PASSPHRASE" in job["env"] and "PULUMI_CONFIG_PASSPHRASE" not in up.get("env", {})
     for name in ("virtstack-plan.yml", "virtstack-drift.yml"):
         data = workflow(name)
@@ -52,10 +62,20 @@ def test_only_the_up_workflow_has_the_write_capable_backend_behind_a_reviewed_en
         assert "PULUMI_BACKEND_URL" not in data.get("env", {}), name
         [job] = data["jobs"].values()
         assert job["environment"] == "plan", name
-        # The state is read from a copy, never the real backend.
-        scripts = "\n".join(step.get("run", "") for step in job["steps"])
-        assert 'PULUMI_BACKEND_URL=file://$copy" >> "$GITHUB_ENV"' in scripts, name
+        # The state is read through the read-only role, never the write-capable one.
+        assert job["env"]["PULUMI_BACKEND_URL"] == "${{ secrets.PULUMI_READER_URL }}", name
+        assert "secrets.PULUMI_BACKEND_URL" not in (WORKFLOWS / name).read_text(), name
         assert "environment: production" not in (WORKFLOWS / name).read_text(), name
+
+
+def test_a_failed_plan_is_posted_and_fails_the_job() -> None:
+    steps = workflow("virtstack-plan.yml")["jobs"]["plan"]["steps"]
+    names = [step["name"] for step in steps]
+    comment = names.index("Comment the plan on the pull request (one comment, updated on every push)")
+    fail = names.index("Fail on a plan error")
+    assert comment < fail and steps[fail]["if"] == "steps.plan.outputs.failed == 'true'"
+    assert steps[comment]["run"] == '.venv/bin/virtstack comment --pr "$PR" --file plan.md'
+    assert 'echo "failed=true" >> "$GITHUB_OUTPUT"' in steps[names.index("Validate and plan")]["run"]
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -64,9 +84,11 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
-def take_stacks_script() -> str:
+def plan_step(start: str) -> str:
     [step] = [
-        s for s in workflow("virtstack-plan.yml")["jobs"]["plan"]["steps"] if "stacks/**" in s.get("name", "")
+        s
+        for s in workflow("virtstack-plan.yml")["jobs"]["plan"]["steps"]
+        if s.get("name", "").startswith(start)
     ]
     return str(step["run"])
 
@@ -80,6 +102,7 @@ def repos(tmp_path: Path) -> tuple[Path, Path, str, str]:
     (work / "stacks").mkdir()
     (work / "stacks" / "dev.yaml").write_text("base\n")
     (work / "Makefile").write_text("setup:\n\ttrue\n")
+    (work / ".gitignore").write_text(".venv/\n.virtstack/\n")
     git(work, "add", "-A")
     git(work, "commit", "-qm", "base")
     base = git(work, "rev-parse", "HEAD").strip()
@@ -88,17 +111,22 @@ def repos(tmp_path: Path) -> tuple[Path, Path, str, str]:
     git(work, "commit", "-qam", "pr")
     head = git(work, "rev-parse", "HEAD").strip()
     git(work, "update-ref", "refs/pull/7/head", head)
-    runner = tmp_path / "runner"
-    git(tmp_path, "clone", "-q", str(work), str(runner))
-    git(runner, "checkout", "-q", base)
+    runner = tmp_path / "runner"  # the job's empty workspace
+    runner.mkdir()
     return work, runner, base, head
 
 
 def run_step(runner: Path, base: str, head: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BASE_SHA": base, "HEAD_SHA": head, "PR": "7"}
-    return subprocess.run(
-        ["bash", "-e", "-c", take_stacks_script()], cwd=runner, env=env, capture_output=True, text=True
-    )
+    """The workflow's two first steps, as the runner runs them (bash -e)."""
+    env = {**os.environ, "BASE_SHA": base, "HEAD_SHA": head, "PR": "7", "BASE_REF": "main", "TOKEN": ""}
+    env["REPO_URL"] = f"file://{runner.parent / 'work'}"
+    for start in ("Check out the base branch", "Take only stacks/**"):
+        proc = subprocess.run(
+            ["bash", "-e", "-c", plan_step(start)], cwd=runner, env=env, capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            return proc
+    return proc
 
 
 def test_the_step_takes_the_stacks_and_leaves_the_code(repos: tuple[Path, Path, str, str]) -> None:
@@ -122,3 +150,19 @@ def test_the_step_refuses_a_symlink_in_stacks(repos: tuple[Path, Path, str, str]
     assert proc.returncode != 0
     assert "not regular files: stacks/dev.yaml" in proc.stdout
     assert (runner / "stacks" / "dev.yaml").read_text() == "base\n"
+
+
+def test_a_kept_checkout_is_made_clean_again(repos: tuple[Path, Path, str, str]) -> None:
+    # VIRTSTACK_WORKDIR: the next job checks out where the last one ran (.venv, .virtstack kept).
+    _, runner, base, head = repos
+    assert run_step(runner, base, head).returncode == 0
+    (runner / "plan.md").write_text("the last job's plan\n")
+    (runner / ".virtstack").mkdir()
+    (runner / ".virtstack" / "hypervisor.json").write_text("{}")
+    (runner / "stacks" / "left-over.yaml").write_text("x\n")
+    again = run_step(runner, base, head)
+    assert again.returncode == 0, again.stderr
+    assert not (runner / "plan.md").exists() and not (runner / "stacks" / "left-over.yaml").exists()
+    assert (runner / ".virtstack" / "hypervisor.json").read_text() == "{}"  # ignored: kept
+    assert (runner / "stacks" / "dev.yaml").read_text() == "from the pull request\n"
+    assert (runner / "Makefile").read_text() == "setup:\n\ttrue\n"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
+
 import click
 
 from virtstack.cli.common import services
-from virtstack.settings import Settings
+from virtstack.settings import Settings, redact_url
 
 
 @click.command("env")
@@ -20,8 +22,14 @@ def env_command(shell: bool) -> None:
     environ, root = svc.environ, svc.project().root
     settings = Settings.from_env(environ, root=root)
     lines = settings.shell_exports(environ)
-    if not shell:
+    if not shell:  # a listing, which may end up in a log: no password of a backend URL
         lines = [line.removeprefix("export ") for line in lines]
+        lines = [
+            f"PULUMI_BACKEND_URL={shlex.quote(redact_url(settings.backend_url))}"
+            if line.startswith("PULUMI_BACKEND_URL=")
+            else line
+            for line in lines
+        ]
     click.echo("\n".join(lines))
 
 

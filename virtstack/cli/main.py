@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from virtstack.cli import (
+    comment,
     destroy,
     doctor,
     drift,
@@ -91,6 +92,7 @@ for module in (
     importcmd,
     snapshot,
     doctor,
+    comment,
 ):
     module.register(cli)
 

@@ -11,6 +11,9 @@ Public API:
                                               engine to stop exactly once (a graceful cancel).
     OnEvent = Callable[[EngineEvent], None]
 
+On a PostgreSQL backend every run that changes a stack (`up` and `destroy`, from their preview on)
+holds the stack's lease (virtstack.shared_state): a second one fails at once, naming the first.
+
 Every operation returns the EngineEvents it saw (and passes each to `on_event` as it arrives).  A
 failed operation raises EngineError naming each failing resource with its last error line, after
 writing the engine's full output to a log file under the project's log directory.
@@ -18,9 +21,11 @@ writing the engine's full output to a log file under the project's log directory
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,6 +47,7 @@ from virtstack.ops.logs import write_log
 from virtstack.ops.project import Project, ensure_state_dir
 from virtstack.ops.resources import describe, is_virtstack_resource, urn_name
 from virtstack.settings import PREVIOUS_PLACEMENT_ENV, Settings
+from virtstack.shared_state import Lease, StackBusy, held_locks, is_postgres
 
 __all__ = [
     "Engine",
@@ -212,6 +218,7 @@ class Engine:
         self._workspace: auto.LocalWorkspace | None = None
         self._stacks: dict[str, _Stack] = {}
         self._command_lock = threading.Lock()  # the engine thread and a Ctrl-C may both ask for it
+        self._lease: Lease | None = None  # a shared backend's lease on the stack being changed
 
     # ----------------------------------------------------------------- plumbing
 
@@ -271,6 +278,29 @@ class Engine:
     ) -> list[events.EngineEvent]:
         """Run the stack handle's `method` (an Automation API operation, or _Stack.apply) with the
         engine's events collected; returns them.  `create`: open the stack, creating it if needed."""
+        # On a shared backend, a run that changes the stack takes its lease first, from the preview
+        # of `up`/`destroy` on (virtstack.shared_state): two at once, the second fails here.
+        changing = {"up": "up", "destroy preview": "destroy", "destroy": "destroy"}.get(operation)
+        if operation == "preview" and kwargs.get("plan"):
+            changing = "up"
+        if changing is not None:
+            self._take_lease(stack, changing)
+        try:
+            return self._run_locked(operation, stack, method, on_event, create=create, **kwargs)
+        finally:
+            if operation in ("up", "destroy"):
+                self._release_lease()
+
+    def _run_locked(
+        self,
+        operation: str,
+        stack: str,
+        method: str,
+        on_event: OnEvent | None,
+        *,
+        create: bool = False,
+        **kwargs: Any,
+    ) -> list[events.EngineEvent]:
         # Locks first: opening the stack reads its checkpoint, which a live update may be rewriting
         # at that moment ("failed to load checkpoint: EOF" instead of naming the holder).
         held = self._clear_stale_locks(stack)
@@ -298,7 +328,7 @@ class Engine:
         try:
             getattr(handle, method)(**kwargs, **_quiet(collect, keep))
         except ConcurrentUpdateError:
-            raise self._locked(stack, stack_locks(self._backend_url(), stack)) from None
+            raise self._locked(stack, self._held(stack)) from None
         except StackNotFoundError:
             raise StackNotFound(stack) from None
         except CommandError as err:
@@ -334,11 +364,44 @@ class Engine:
     def _backend_url(self) -> str | None:
         return self.env.get("PULUMI_BACKEND_URL") or self.environ.get("PULUMI_BACKEND_URL")
 
+    def _project_name(self) -> str:
+        try:
+            text = (self.project.root / "Pulumi.yaml").read_text(encoding="utf-8")
+        except OSError:
+            return "virtstack"
+        found = re.search(r"^name:\s*(\S+)\s*$", text, re.M)
+        return found.group(1) if found else "virtstack"
+
+    def _take_lease(self, stack: str, operation: str) -> None:
+        url = self._backend_url()
+        if not is_postgres(url) or self._lease is not None:
+            return
+        try:
+            self._lease = Lease.acquire(str(url), self._project_name(), stack, operation)
+        except StackBusy as busy:
+            raise self._locked(stack, [busy.holder]) from None
+        atexit.register(self._release_lease)
+
+    def _release_lease(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.release()
+
+    def _held(self, stack: str) -> list[StackLock]:
+        url = self._backend_url()
+        if is_postgres(url):
+            return held_locks(str(url), self._project_name(), stack)
+        return stack_locks(url, stack)
+
     def _clear_stale_locks(self, stack: str) -> list[StackLock]:
         """A run killed outright (kill -9, a crash) leaves its lock file behind and every later run
         would fail on it; a lock of a process of this machine that no longer exists protects nothing.
-        Returns the locks that are still held."""
-        removed, held = clear_stale_locks(self._backend_url(), stack)
+        On a shared backend nothing is ever removed (virtstack.locks).  Returns the locks that are
+        still held."""
+        url = self._backend_url()
+        if is_postgres(url):
+            return held_locks(str(url), self._project_name(), stack)
+        removed, held = clear_stale_locks(url, stack)
         for lock in removed:
             print(
                 f"virtstack: removed a stale lock of stack {stack} left by {lock.describe()} "
