@@ -15,6 +15,7 @@ import pulumi
 
 from virtstack import contract
 from virtstack.contract import Owner
+from virtstack.cpu import CpuChoice, resolve_cpu
 from virtstack.fleet import VmInstance
 from virtstack.netaddr import dhcp_range
 from virtstack.props import (
@@ -27,6 +28,7 @@ from virtstack.props import (
     VolumeProps,
 )
 from virtstack.spec import NetworkSpec, PoolSpec
+from virtstack.spec.vmfeatures import CpuSpec
 
 # TCG's translation block cache; 128 MiB instead of QEMU's ~1 GiB default per guest.
 TCG_TB_CACHE_MIB = 128
@@ -42,6 +44,7 @@ class Connection:
     cpu_mode: str | None = None
     boot_concurrency: int = 0  # 0: the provider's default for the host (virtstack.boot)
     backend: str = "native"  # "native" | "pulumi-libvirt" (the host's `backend`)
+    cpu: CpuSpec | None = None  # the host's default `cpu` for VMs that set none
 
     def target(self, owner: Owner) -> Target:
         return Target(self.uri, self.host, str(owner))
@@ -142,14 +145,22 @@ def seed_volume_name(place: PoolPlace, vm: VmInstance) -> str:
 
 
 def root_volume_props(
-    conn: Connection, place: PoolPlace, vm: VmInstance, image: ResolvedImage, base_path: pulumi.Input[str]
+    conn: Connection,
+    place: PoolPlace,
+    vm: VmInstance,
+    image: ResolvedImage,
+    base_path: pulumi.Input[str],
+    seed_instance_id: str | None = None,
 ) -> VolumeProps:
+    """`seed_instance_id` ties the root disk to the cloud-init seed when the VM's
+    `on_cloud_init_change` is `replace` (a new seed recreates the disk); otherwise it is left out."""
     return replace(
         place.volume(conn, contract.root_volume_name(vm.name), "root", "qcow2"),
         vm=vm.name,
         size=vm.disk_bytes,
         backing_path=base_path,
         backing_format=image.format,
+        cloud_init_instance=seed_instance_id if vm.on_cloud_init_change == "replace" else None,
     )
 
 
@@ -182,6 +193,11 @@ def console_log_path(vm: VmInstance) -> str:
     return f"/var/log/libvirt/qemu/{vm.name}-serial0.log"
 
 
+def vm_cpu(conn: Connection, vm: VmInstance) -> CpuChoice:
+    """The VM's CPU on this host (virtstack.cpu): its `cpu`, else the host's, else the probe's."""
+    return resolve_cpu(vm.name, conn.domain_type, vm.cpu, conn.cpu, conn.cpu_mode)
+
+
 def domain_props(
     conn: Connection,
     owner: Owner,
@@ -189,16 +205,20 @@ def domain_props(
     vm: VmInstance,
     volumes: Sequence[tuple[str, pulumi.Input[str]]],
     seed_volume: pulumi.Input[str],
+    seed_instance_id: str | None = None,
 ) -> DomainProps:
     """`volumes`: (volume name, volume generation) for the root disk first, then data disks. The
-    generations are outputs of the volume resources, so a replaced volume changes the domain."""
+    generations are outputs of the volume resources, so a replaced volume changes the domain.
+    `seed_instance_id`: the cloud-init instance-id in the seed; when it changes the VM's
+    `on_cloud_init_change` decides whether the running guest reboots into it."""
     disks = [DiskRef(place.pool, name, "disk", "qcow2", generation) for name, generation in volumes]
     disks.append(DiskRef(place.pool, seed_volume, "cdrom", "raw"))
+    cpu = vm_cpu(conn, vm)
     return DomainProps(
         conn.target(owner),
         vm.name,
         conn.domain_type,
-        conn.cpu_mode or "",
+        cpu.mode,
         TCG_TB_CACHE_MIB if conn.domain_type == "qemu" else 0,
         vm.vcpus,
         vm.memory_bytes,
@@ -208,6 +228,12 @@ def domain_props(
         vm.autostart,
         console_log_path(vm),
         boot_concurrency=conn.boot_concurrency,
+        firmware=vm.firmware,
+        tpm=vm.tpm,
+        cpu_model=cpu.model,
+        shutdown_timeout=vm.shutdown_timeout,
+        cloud_init_change=vm.on_cloud_init_change,
+        seed_instance_id=seed_instance_id,
     )
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 
 from components import libvirt_args as la
 from components import pulumi_libvirt as pl
 from virtstack import contract
-from virtstack.cloudinit import render_meta_data, render_network_config, render_user_data
+from virtstack.cloudinit import instance_id, render_meta_data, render_network_config, render_user_data
 from virtstack.contract import Owner
 from virtstack.fleet import VmInstance
 from virtstack.provider.resources import Domain, Volume
@@ -47,9 +48,11 @@ class VirtualMachine(pulumi.ComponentResource):
             return
 
         assert isinstance(args.base_volume, Volume)
+        network_config = render_network_config(vm, args.network_specs)
+        seed_instance = instance_id(vm, network_config)
         root_disk = Volume(
             f"{name}-root",
-            la.root_volume_props(conn, place, vm, args.image, args.base_volume.path),
+            la.root_volume_props(conn, place, vm, args.image, args.base_volume.path, seed_instance),
             in_pool,
         )
         # Data disks depend on nothing the domain has: changing the VM never replaces them.
@@ -63,7 +66,6 @@ class VirtualMachine(pulumi.ComponentResource):
         }
         # User data can hold passwords: it is a secret from here to the state file.
         user_data = pulumi.Output.secret(render_user_data(vm))
-        network_config = render_network_config(vm, args.network_specs)
         seed = Volume(
             f"{name}-seed",
             la.seed_volume_props(
@@ -78,7 +80,13 @@ class VirtualMachine(pulumi.ComponentResource):
         domain = Domain(
             f"{name}-domain",
             la.domain_props(
-                conn, args.owner, place, vm, volumes, seed.generation.apply(lambda _gen: seed_name)
+                conn,
+                args.owner,
+                place,
+                vm,
+                volumes,
+                seed.generation.apply(lambda _gen: seed_name),
+                seed_instance,
             ),
             pulumi.ResourceOptions(
                 parent=self,
@@ -86,7 +94,10 @@ class VirtualMachine(pulumi.ComponentResource):
             ),
         )
         self.root_disk, self.data_disks, self.seed, self.domain = root_disk, dict(data_disks), seed, domain
-        self._register(args, domain.uuid, domain.state, domain.running)
+        cpu = la.vm_cpu(conn, vm)
+        if cpu.note:
+            pulumi.log.info(cpu.note, self)
+        self._register(args, domain.uuid, domain.state, domain.running, domain.addresses)
 
     def _pulumi_libvirt(self, name: str, args: VirtualMachineArgs, in_pool: pulumi.ResourceOptions) -> None:
         """The same objects as pulumi-libvirt resources (components.pulumi_libvirt)."""
@@ -132,7 +143,8 @@ class VirtualMachine(pulumi.ComponentResource):
         self.root_disk, self.data_disks, self.seed, self.domain = root, dict(data), seed, domain
         running = domain.running.apply(bool)
         state = running.apply(lambda on: "running" if on else "shut off")
-        self._register(args, domain.id, state, running)
+        # Real addresses (issue 17) come from the native provider's read; here inventory asks libvirt.
+        self._register(args, domain.id, state, running, None)
 
     def _register(
         self,
@@ -140,6 +152,7 @@ class VirtualMachine(pulumi.ComponentResource):
         uuid: pulumi.Input[str],
         state: pulumi.Input[str],
         running: pulumi.Input[bool],
+        addresses: pulumi.Input[Any] | None,
     ) -> None:
         conn, vm = args.connection, args.vm
         self.outputs = {
@@ -153,9 +166,12 @@ class VirtualMachine(pulumi.ComponentResource):
             "memory": vm.memory_bytes,
             "macs": [nic.mac for nic in vm.nics],
             "ips": [str(nic.ip) if nic.ip else None for nic in vm.nics],
+            "addresses": addresses,
             "networks": [nic.network for nic in vm.nics],
             "hostname": vm.hostname,
             "console_log": la.console_log_path(vm),
             "running_wanted": vm.running,
+            "firmware": vm.firmware,
+            "tpm": vm.tpm,
         }
         self.register_outputs(self.outputs)

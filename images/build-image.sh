@@ -16,8 +16,17 @@
 # the disk image: partitions are filled in place at byte offsets, which works
 # where there is no udev to create partition device nodes.
 #
+# Hybrid boot: the same disk boots with BIOS (syslinux, above) and with UEFI,
+# Secure Boot included: the FAT partition also holds the removable-media path
+# EFI/BOOT/BOOTX64.EFI = Debian's signed shim, which loads Debian's signed GRUB
+# (grubx64.efi, next to it), which reads grub.cfg and boots the same
+# (Debian-signed) kernel and initrd. Both signed binaries come from the
+# mirror's shim-signed and grub-efi-amd64-signed packages, unpacked on the
+# build host (`apt-get download` + `dpkg-deb -x`), not installed.
+#
 # Host tools: mmdebstrap, sfdisk (fdisk), mkfs.vfat (dosfstools), mtools,
-# syslinux + syslinux-common, mkfs.ext4 (e2fsprogs), qemu-img (qemu-utils).
+# syslinux + syslinux-common, mkfs.ext4 (e2fsprogs), qemu-img (qemu-utils),
+# apt-get + dpkg-deb.
 set -euo pipefail
 
 # ---------------------------------------------------------------------------
@@ -269,7 +278,7 @@ esac
 # Main build.
 # ---------------------------------------------------------------------------
 [[ $EUID -eq 0 ]] || { echo "build-image.sh: must run as root (mmdebstrap --mode=root)" >&2; exit 1; }
-for tool in mmdebstrap sfdisk mkfs.vfat mcopy syslinux mkfs.ext4 qemu-img flock; do
+for tool in mmdebstrap sfdisk mkfs.vfat mcopy mmd syslinux mkfs.ext4 qemu-img flock apt-get dpkg-deb; do
   command -v "$tool" >/dev/null || { echo "build-image.sh: missing tool: $tool" >&2; exit 1; }
 done
 readonly MBR_BIN=/usr/lib/syslinux/mbr/mbr.bin
@@ -372,6 +381,32 @@ mcopy -i "$raw@@$boot_off" "$rootfs/boot/initrd.img-$kver" ::/initrd.img
 mcopy -i "$raw@@$boot_off" "$tmp/syslinux.cfg" ::/syslinux.cfg
 # Writes ldlinux.sys/ldlinux.c32 and the partition boot sector, via mtools.
 syslinux --install --offset "$boot_off" "$raw" >&2
+
+# --- UEFI: signed shim + signed GRUB on the same FAT partition ----------------
+log "EFI bootloader (shim-signed, grub-efi-amd64-signed)"
+efi="$tmp/efi"
+mkdir -p "$efi/debs" "$efi/x"
+(cd "$efi/debs" && apt-get download --quiet=2 shim-signed grub-efi-amd64-signed >&2)
+for deb in "$efi"/debs/*.deb; do dpkg-deb -x "$deb" "$efi/x"; done
+shim="$efi/x/usr/lib/shim/shimx64.efi.signed"
+grub="$efi/x/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
+[[ -f "$shim" && -f "$grub" ]] || { echo "build-image.sh: signed shim/grub not found in the packages" >&2; exit 1; }
+# The signed GRUB has its modules built in and looks for grub.cfg under its
+# prefix (/EFI/debian), else in its own directory: both hold the same file.
+cat >"$efi/grub.cfg" <<EOF
+set default=0
+set timeout=0
+menuentry "virtstack" {
+  search --no-floppy --label --set=root BOOT
+  linux /vmlinuz $KERNEL_CMDLINE
+  initrd /initrd.img
+}
+EOF
+mmd -i "$raw@@$boot_off" ::/EFI ::/EFI/BOOT ::/EFI/debian
+mcopy -i "$raw@@$boot_off" "$shim" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$raw@@$boot_off" "$grub" ::/EFI/BOOT/grubx64.efi
+mcopy -i "$raw@@$boot_off" "$efi/grub.cfg" ::/EFI/BOOT/grub.cfg
+mcopy -i "$raw@@$boot_off" "$efi/grub.cfg" ::/EFI/debian/grub.cfg
 
 # --- root partition: ext4 made straight from the rootfs directory ------------
 root_kib=$((root_sectors * SECTOR / 1024))

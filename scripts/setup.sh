@@ -30,6 +30,7 @@ APT_PACKAGES=(
   genisoimage xorriso mmdebstrap syslinux syslinux-common mtools dosfstools e2fsprogs fdisk
   cpio busybox-static bc libvirt-dev pkg-config python3-venv curl ca-certificates
   openssh-server openssh-client gnutls-bin xsltproc
+  ovmf swtpm swtpm-tools
 )
 
 step_apt() {

@@ -48,7 +48,18 @@ def memory_kib(size: int) -> int:
 
 # Values a provider reports but never takes from the program: they never cause a diff.
 OUTPUT_ONLY = frozenset(
-    {"uuid", "path", "key", "generation", "state", "state_reason", "capacity", "allocation", "__provider"}
+    {
+        "uuid",
+        "path",
+        "key",
+        "generation",
+        "state",
+        "state_reason",
+        "capacity",
+        "allocation",
+        "addresses",
+        "__provider",
+    }
 )
 # Inputs that only label an object for messages and checks (its host, its VM, whether its pool is
 # shared): never compared.
@@ -90,7 +101,11 @@ REPLACE_KEYS = {
     "Domain": DOMAIN_REPLACE_KEYS,
 }
 # Domain keys changed without a restart; any other domain change redefines it (the VM restarts).
-IN_PLACE_DOMAIN_KEYS = frozenset({"running", "autostart", "owner", "adopt"})
+# `shutdown_timeout` and `cloud_init_change` only steer later changes; a new `seed_instance_id` (a
+# changed cloud-init seed) is applied by the provider as its `cloud_init_change` says (reboot or not).
+IN_PLACE_DOMAIN_KEYS = frozenset(
+    {"running", "autostart", "owner", "adopt", "shutdown_timeout", "cloud_init_change", "seed_instance_id"}
+)
 # Keys shown as sizes in plans.
 SIZE_KEYS = frozenset({"memory", "size"})
 
@@ -119,6 +134,11 @@ def replaces(kind: str, olds: Mapping[str, Any], news: Mapping[str, Any]) -> lis
         old_size, new_size = _number(olds.get("size")), _number(news.get("size"))
         if old_size is not None and new_size is not None and new_size < old_size:
             keys.append("size")  # qcow2 cannot shrink safely: a smaller disk is a new disk
+        old_seed, new_seed = olds.get("cloud_init_instance"), news.get("cloud_init_instance")
+        if old_seed and new_seed and old_seed != new_seed:
+            # `on_cloud_init_change: replace`: a new cloud-init is a new root disk (data loss, so guarded).
+            # Only a change counts: turning the policy on records the current instance-id.
+            keys.append("cloud_init_instance")
     return sorted(set(keys))
 
 

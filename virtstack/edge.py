@@ -66,6 +66,7 @@ def resolve_connections(spec: StackSpec, project_root: Path) -> dict[str, Connec
             cpu if domain_type == "kvm" else None,
             boot_concurrency=host.boot_concurrency or 0,
             backend=host.backend,
+            cpu=host.cpu,
         )
     return connections
 

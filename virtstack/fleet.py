@@ -40,6 +40,7 @@ from pydantic import SecretStr
 
 from virtstack.spec import CloudInitSpec, HostSpec, StackSpec, VmSpec
 from virtstack.spec.models import ImportedSpec
+from virtstack.spec.vmfeatures import CpuSpec
 
 __all__ = [
     "NicInstance",
@@ -92,6 +93,11 @@ class VmInstance:
     running: bool
     autostart: bool
     protect: bool = False
+    firmware: str = "bios"  # bios | uefi | uefi-secure
+    tpm: bool = False
+    cpu: CpuSpec | None = None  # None: the host's default
+    shutdown_timeout: int = 60
+    on_cloud_init_change: str = "reseed"  # reseed | replace | ignore
     anti_affinity: str | None = None  # the group's: "required", "preferred" or None
     imported: ImportedSpec | None = None  # an existing domain adopted as it is (no image, no seed)
 
@@ -168,6 +174,11 @@ def expand_group(group: str, vm: VmSpec, deployed: Collection[str] = ()) -> list
                 running=vm.running,
                 autostart=vm.autostart,
                 protect=vm.protect,
+                firmware=vm.firmware,
+                tpm=vm.tpm,
+                cpu=vm.cpu,
+                shutdown_timeout=vm.shutdown_timeout,
+                on_cloud_init_change=vm.on_cloud_init_change,
                 anti_affinity=vm.anti_affinity,
                 imported=vm.imported,
             )

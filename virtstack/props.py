@@ -15,6 +15,8 @@ from typing import Any
 
 from virtstack.contract import DOMAIN, NETWORK, POOL, VOLUME
 
+DEFAULT_SHUTDOWN_TIMEOUT = 60  # seconds (virtstack.spec.vmfeatures)
+
 Deferred = Any  # a value, or the engine's Output of one while a component builds the props
 
 
@@ -135,6 +137,8 @@ class VolumeProps:
     meta_data: str | None = None
     network_config: str | None = None
     external: bool = False  # base: an existing shared image volume, used and never changed
+    # root, `on_cloud_init_change: replace` only: the seed's instance-id; a new one recreates the disk
+    cloud_init_instance: str | None = None
 
     @property
     def holds_data(self) -> bool:
@@ -161,6 +165,7 @@ class VolumeProps:
             meta_data=self.meta_data,
             network_config=self.network_config,
             external=self.external or None,
+            cloud_init_instance=self.cloud_init_instance,
         )
 
     @classmethod
@@ -183,6 +188,7 @@ class VolumeProps:
             props.get("meta_data"),
             props.get("network_config"),
             bool(props.get("external")),
+            props.get("cloud_init_instance") or None,
         )
 
 
@@ -257,6 +263,27 @@ class DomainProps:
     # record (destroy leaves it), "owned" once the user confirmed (the record is written, no restart).
     adopt: str = ""
     boot_concurrency: int = 0  # a hint for starting, never compared (contract.HINT_KEYS)
+    # VM features (issue 17). Optional on the wire: absent when at their default, so state written
+    # before them reads the same and shows no diff.
+    firmware: str = "bios"  # bios | uefi | uefi-secure
+    tpm: bool = False
+    cpu_model: str = ""  # cpu_mode "custom" only
+    shutdown_timeout: int = DEFAULT_SHUTDOWN_TIMEOUT
+    cloud_init_change: str = "reseed"  # reseed | replace | ignore
+    seed_instance_id: str | None = None  # the cloud-init instance-id of the attached seed
+
+    def features(self) -> dict[str, Any]:
+        """The feature keys that differ from their defaults, as the wire format holds them."""
+        return _present(
+            firmware=None if self.firmware == "bios" else self.firmware,
+            tpm=self.tpm or None,
+            cpu_model=self.cpu_model or None,
+            shutdown_timeout=(
+                None if self.shutdown_timeout == DEFAULT_SHUTDOWN_TIMEOUT else self.shutdown_timeout
+            ),
+            cloud_init_change=None if self.cloud_init_change == "reseed" else self.cloud_init_change,
+            seed_instance_id=self.seed_instance_id,
+        )
 
     def to_inputs(self) -> dict[str, Any]:
         t = self.target
@@ -277,6 +304,7 @@ class DomainProps:
             "running": self.running,
             "autostart": self.autostart,
             "console_log": self.console_log,
+            **self.features(),
         }
         if self.boot_concurrency:  # optional: absent by default, as in state written before it existed
             inputs["boot_concurrency"] = self.boot_concurrency
@@ -299,6 +327,12 @@ class DomainProps:
             str(props.get("console_log") or ""),
             str(props.get("adopt") or ""),
             _int(props.get("boot_concurrency")),
+            str(props.get("firmware") or "bios"),
+            bool(props.get("tpm")),
+            str(props.get("cpu_model") or ""),
+            _int(props["shutdown_timeout"]) if "shutdown_timeout" in props else DEFAULT_SHUTDOWN_TIMEOUT,
+            str(props.get("cloud_init_change") or "reseed"),
+            props.get("seed_instance_id") or None,
         )
 
 

@@ -422,6 +422,48 @@ def test_state_written_by_the_old_module_loads_and_new_state_is_byte_identical(c
     assert base64.b64encode(dill.dumps(cls())).decode() == OLD_STATE[cls]
 
 
+# ------------------------------------------------------------------- VM features (issue 17)
+
+
+@pytest.mark.parametrize(("policy", "reboots"), [("reseed", True), ("ignore", False)])
+def test_a_new_seed_reboots_the_guest_only_with_reseed(
+    conn: libvirt.virConnect, pool: str, network: str, uid: str, policy: str, reboots: bool
+):
+    props = domain_props(f"web-{uid}", pool, "web-1-root.qcow2", network, seed_instance_id="web-aaa")
+    created = DomainProvider().create(props)
+    first_run = conn.lookupByName(props["name"]).ID()  # a new ID for every start
+    changed = {**props, "seed_instance_id": "web-bbb", "cloud_init_change": policy}
+    diff = DomainProvider().diff(created.id, created.outs, changed)
+    assert diff.changes and not diff.replaces
+    out = DomainProvider().update(created.id, created.outs, changed).outs
+    dom = conn.lookupByName(props["name"])
+    assert out["state"] == "running" and out["uuid"] == created.id
+    assert (dom.ID() != first_run) is reboots
+    DomainProvider().delete(created.id, changed)
+
+
+def test_recording_the_first_instance_id_restarts_nothing(
+    conn: libvirt.virConnect, pool: str, network: str, uid: str
+):
+    props = domain_props(f"web-{uid}", pool, "web-1-root.qcow2", network)  # state from before the field
+    created = DomainProvider().create(props)
+    first_run = conn.lookupByName(props["name"]).ID()
+    DomainProvider().update(created.id, created.outs, {**props, "seed_instance_id": "web-aaa"})
+    assert conn.lookupByName(props["name"]).ID() == first_run
+    DomainProvider().delete(created.id, props)
+
+
+def test_delete_takes_the_domains_snapshots_with_it(
+    conn: libvirt.virConnect, pool: str, network: str, uid: str
+):
+    props = domain_props(f"web-{uid}", pool, "web-1-root.qcow2", network, shutdown_timeout=0)
+    created = DomainProvider().create(props)
+    dom = conn.lookupByName(props["name"])
+    dom.snapshotCreateXML("<domainsnapshot><name>s1</name></domainsnapshot>", 0)
+    DomainProvider().delete(created.id, props)
+    assert DomainProvider().read(created.id, props).id == ""
+
+
 def _define_by_hand(conn: libvirt.virConnect, name: str, pool: str, disk: str) -> libvirt.virDomain:
     """A domain nobody's stack made (no owner record), running, its disk given by file path."""
     path = conn.storagePoolLookupByName(pool).storageVolLookupByName(disk).path()

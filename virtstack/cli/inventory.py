@@ -17,7 +17,8 @@ from virtstack.ops.inventory import FORMATS, build_inventory, render_inventory
 @click.pass_context
 def inventory_command(ctx: click.Context, stack: str | None, fmt: str, out: str | None) -> None:
     """List the stack's VMs with their addresses, from the stack's outputs: static IPs, else the
-    DHCP leases libvirt knows (no connection is made to any guest)."""
+    DHCP leases libvirt knows, else what the guest agent reports, else the addresses the outputs
+    recorded (no connection is made to any guest)."""
     name = stack_name(ctx, stack)
     svc = services(ctx)
     vms = build_inventory(svc.engine().outputs(name), svc.lease_lookup)

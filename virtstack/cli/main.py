@@ -39,6 +39,8 @@ COMMANDS = {
     "hosts": "hosts",
     "import": "importcmd",
     "comment": "comment",
+    "snapshot": "snapshot",
+    "doctor": "doctor",
 }
 
 

@@ -14,17 +14,33 @@ from virtstack.cli.common import (
 )
 from virtstack.ops.apply import make_plan
 from virtstack.ops.capacitycheck import check_real_capacity
+from virtstack.ops.changes import Plan
+from virtstack.ops.doctor import check_hosts_cheaply
 from virtstack.ops.render import FORMATS, render_plan, summary_line
+from virtstack.ops.snapshots import plan_warnings
 from virtstack.spec.loader import load_spec
 
 
 def check_spec(ctx: click.Context, stack: str) -> None:
     """Report stack file problems before starting the engine (which would report them too, later),
-    then read the hosts and refuse a plan that does not fit them (virtstack.ops.capacitycheck)."""
+    then the cheap host checks of `virtstack doctor` (no libvirt call: a broken host fails here), then
+    read the hosts and refuse a plan that does not fit them (virtstack.ops.capacitycheck)."""
     svc = services(ctx)
     spec_file = svc.project().spec_file(stack)
-    load_spec(spec_file.path, display_name=spec_file.display)
+    spec = load_spec(spec_file.path, display_name=spec_file.display)
+    check_hosts_cheaply(spec, svc.project().root)
     check_real_capacity(svc.project(), stack, svc.engine(), svc.libvirt_opener())
+
+
+def snapshot_warnings(ctx: click.Context, stack: str, plan: Plan) -> list[str]:
+    """The plan's disks that hold snapshots (virtstack.ops.snapshots.plan_warnings)."""
+    if not plan.data_loss:
+        return []
+    svc = services(ctx)
+    spec_file = svc.project().spec_file(stack)
+    spec = load_spec(spec_file.path, display_name=spec_file.display)
+    uris = {host: h.uri for host, h in spec.hosts.items()}
+    return plan_warnings(plan, uris, svc.libvirt_opener())
 
 
 @click.command("plan")
@@ -48,6 +64,8 @@ def plan_command(
     engine = services(ctx).engine()
     plan = make_runner(ctx, name, "plan")(lambda: make_plan(engine, name), False)
     write_output(render_plan(plan, name, fmt), out)
+    for line in snapshot_warnings(ctx, name, plan):
+        click.echo(line, err=True)
     if out is not None:
         click.echo(f"Plan for stack {name} written to {out}: {summary_line(plan)}.")
     if detailed_exitcode and plan.has_changes:

@@ -15,7 +15,7 @@ from virtstack.cli.common import (
     stack_option,
     trash_note,
 )
-from virtstack.cli.plan import check_spec
+from virtstack.cli.plan import check_spec, snapshot_warnings
 from virtstack.ops import trash as trash_ops
 from virtstack.ops.apply import apply_stack
 from virtstack.ops.classify import Plan
@@ -87,6 +87,8 @@ def up_command(
         note = trash_note(plan, ctx, name, no_trash)
         if note:
             click.echo(note)
+        for line in snapshot_warnings(ctx, name, plan):
+            click.echo(line)
 
     def confirm(plan: Plan) -> bool:
         if not yes and not click.confirm(f"\nApply these changes to stack {name}?", default=False):

@@ -53,6 +53,7 @@ from virtstack.ops.resources import (
     is_virtstack_resource,
     vm_hosts,
 )
+from virtstack.ops.vmchanges import DOMAIN_FEATURE_KEYS, deleted_domain, feature_change, graceful_wait
 from virtstack.units import format_size
 
 __all__ = [
@@ -205,6 +206,8 @@ def _key_change(key: str, old: Mapping[str, Any], new: Mapping[str, Any], on_bri
         if on_bridged:
             return text + " (pulumi-libvirt cannot grow a disk: it is created anew)"
         return text + " (grows in place)"
+    if key in DOMAIN_FEATURE_KEYS:
+        return feature_change(key, old, new)
     if key == "owner":
         return f"records its owner (stack {after}) in libvirt; nothing else changes"
     if key == "vcpus":
@@ -285,11 +288,17 @@ def _domain_change(
                 reasons.append(f"attaches the new {label}")
                 restart.append(key)
     in_place = [key for key in changed if key in IN_PLACE_DOMAIN_KEYS]
+    in_place_details = _details(in_place, step)
+    if "seed_instance_id" in in_place and old.get("seed_instance_id") and not restart:
+        policy = str(new.get("cloud_init_change") or "reseed")
+        if policy == "reseed" and new.get("running", True) is not False:
+            restart.append("seed_instance_id")  # the guest reboots into the new seed
     if restart:
         keys = tuple(dict.fromkeys(restart + in_place))
-        return Change(info, Action.REDEFINE, keys, tuple(reasons) + _details(in_place, step))
+        wait = graceful_wait(old, new) if old.get("running", True) is not False else ()
+        return Change(info, Action.REDEFINE, keys, tuple(reasons) + in_place_details + wait)
     if in_place:
-        return Change(info, Action.UPDATE, tuple(in_place), _details(in_place, step))
+        return Change(info, Action.UPDATE, tuple(in_place), in_place_details)
     return None  # only values that turn out unchanged (a grown disk keeps its key): no domain change
 
 
@@ -353,7 +362,10 @@ def classify(steps: Iterable[events.StepEventMetadata]) -> Plan:
         if op == "create":
             change = Change(info, Action.CREATE, (), _created(info, _new_view(step)))
         elif op == "delete":
-            change = Change(info, Action.DELETE, (), (_DELETED.get(info.kind, "removed"),))
+            details: tuple[str, ...] = (_DELETED.get(info.kind, "removed"),)
+            if info.kind == "domain":
+                details = deleted_domain(_old_view(step))
+            change = Change(info, Action.DELETE, (), details)
         elif op == "replace":
             if not keys and step.old is not None and step.new is not None:
                 keys = tuple(_diff(step)[0])

@@ -42,26 +42,46 @@ class InventoryVm:
 
 
 def libvirt_leases(uri: str, domain: str) -> list[str]:
-    """IPv4 addresses libvirt's DHCP server leased to the domain; [] when unknown."""
+    """IPv4 addresses libvirt's DHCP server leased to the domain, else those its guest agent reports
+    (bridge NICs, addresses set inside the guest); [] when unknown. Asked through libvirt only."""
     import libvirt
 
     try:
         conn = libvirt.open(uri)
     except libvirt.libvirtError:
         return []
+    interfaces: dict[str, Any] = {}
     try:
-        interfaces = conn.lookupByName(domain).interfaceAddresses(
-            libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE
-        )
+        dom = conn.lookupByName(domain)
+        for source in (
+            libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+            libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+        ):
+            try:
+                interfaces = dom.interfaceAddresses(source) or {}
+            except libvirt.libvirtError:
+                interfaces = {}
+            if _ipv4(interfaces):
+                break
     except libvirt.libvirtError:
         return []
     finally:
         conn.close()
+    return _ipv4(interfaces)
+
+
+def _ipv4(interfaces: Mapping[str, Any]) -> list[str]:
+    import ipaddress
+
+    import libvirt
+
     found = []
     for iface in (interfaces or {}).values():
         for addr in iface.get("addrs") or []:
             if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4 and addr.get("addr"):
-                found.append(str(addr["addr"]))
+                ip = ipaddress.ip_address(str(addr["addr"]))
+                if not (ip.is_loopback or ip.is_link_local):
+                    found.append(str(ip))
     return sorted(set(found))
 
 
@@ -78,7 +98,12 @@ def build_inventory(outputs: Mapping[str, Any], lease_lookup: LeaseLookup | None
             addresses, source = static, "static"
         else:
             leased = tuple(lease_lookup(uri, domain)) if lease_lookup and uri else ()
-            addresses, source = leased, "dhcp" if leased else "none"
+            # What the domain last reported (virtstack.provider.addresses) when libvirt knows nothing now.
+            recorded = tuple(str(ip) for ip in (vm.get("addresses") or []) if ip)
+            if leased:
+                addresses, source = leased, "dhcp"
+            else:
+                addresses, source = recorded, "recorded" if recorded else "none"
         result.append(
             InventoryVm(
                 name=str(name),

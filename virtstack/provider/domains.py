@@ -3,9 +3,7 @@ key sets."""
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import libvirt
@@ -18,48 +16,11 @@ from pulumi.dynamic import (
 
 from virtstack import contract
 from virtstack.props import DomainProps, disk_identities, nic_identities
-from virtstack.provider import moves, ownership, xml
+from virtstack.provider import addresses, lifecycle, moves, ownership, xml
 from virtstack.provider.base import Provider
 from virtstack.provider.boot import start_in_wave
 from virtstack.provider.connection import found_or_none, with_connection
 from virtstack.provider.ownership import OwnershipError, owner_of, owns, refusal
-
-_SHUTDOWN_GRACE_SECONDS = 30.0
-_START_TIMEOUT_SECONDS = 60.0
-
-
-def _wait_state(dom: libvirt.virDomain, wanted: Iterable[int], timeout: float) -> bool:
-    wanted = set(wanted)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if dom.state()[0] in wanted:
-            return True
-        time.sleep(0.2)
-    return dom.state()[0] in wanted
-
-
-def _stop(dom: libvirt.virDomain) -> None:
-    """A clean ACPI shutdown, then a hard stop if the guest does not go in time."""
-    if not dom.isActive():
-        return
-    with contextlib.suppress(libvirt.libvirtError):
-        dom.shutdown()
-    if not _wait_state(dom, [libvirt.VIR_DOMAIN_SHUTOFF], _SHUTDOWN_GRACE_SECONDS):
-        try:
-            dom.destroy()
-        except libvirt.libvirtError:
-            if dom.isActive():
-                raise
-
-
-def _start(dom: libvirt.virDomain) -> None:
-    if dom.isActive():
-        if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
-            dom.resume()  # paused behind our back: `running: true` means running
-        return
-    dom.create()
-    if not _wait_state(dom, [libvirt.VIR_DOMAIN_RUNNING], _START_TIMEOUT_SECONDS):
-        raise RuntimeError(f"domain {dom.name()} did not reach running within {_START_TIMEOUT_SECONDS:.0f}s")
 
 
 def _observe(dom: libvirt.virDomain, inputs: dict[str, Any], props: DomainProps) -> dict[str, Any]:
@@ -74,6 +35,8 @@ def _observe(dom: libvirt.virDomain, inputs: dict[str, Any], props: DomainProps)
         "autostart": bool(dom.autostart()),
         "vcpus": live["vcpus"],
         "memory": live["memory"],
+        # Output only (never compared): each NIC's real IPv4 address, when the host knows it.
+        "addresses": addresses.nic_addresses(dom, [nic.mac for nic in props.nics]),
     }
     # Devices are compared as sets of identities so that libvirt's own additions don't look like drift.
     live_disk_list = _adopted_disks(dom, live["disks"]) if props.adopt else live["disks"]
@@ -114,6 +77,24 @@ _STATE_NAMES = {
     libvirt.VIR_DOMAIN_CRASHED: "crashed",
     libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
 }
+
+
+def _drops_firmware_state(old: DomainProps, new: DomainProps) -> bool:
+    """UEFI turned off or the TPM removed: the NVRAM file / swtpm state must go with it."""
+    return (old.firmware != "bios" and new.firmware == "bios") or (old.tpm and not new.tpm)
+
+
+def _apply_new_seed(dom: libvirt.virDomain, props: DomainProps) -> None:
+    """A new cloud-init seed (new instance-id) is attached; `on_cloud_init_change` says what the
+    running guest does with it. (`replace` recreated the root disk: that redefines, not here.)"""
+    if props.cloud_init_change == "ignore":
+        pulumi.log.warn(
+            f"vm {props.name}: cloud-init changed and on_cloud_init_change is ignore: the running guest "
+            "is not rebooted; cloud-init applies the new seed at its next boot"
+        )
+        return
+    if props.running:
+        lifecycle.reboot_into_new_seed(dom, props.shutdown_timeout)
 
 
 def _lookup_domain(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
@@ -157,7 +138,9 @@ class DomainProvider(Provider[DomainProps]):
             dom = conn.defineXML(xml.domain_xml(props, old.UUIDString() if old else None))
             dom.setAutostart(1 if props.autostart else 0)
             if props.running:  # in waves per host: see virtstack.provider.boot
-                start_in_wave(conn, dom, props.target.uri, props.boot_concurrency, props.domain_type, _start)
+                start_in_wave(
+                    conn, dom, props.target.uri, props.boot_concurrency, props.domain_type, lifecycle.start
+                )
             return _observe(dom, inputs, props)
 
         outs = with_connection(props.target.uri, op)
@@ -179,26 +162,34 @@ class DomainProvider(Provider[DomainProps]):
                 if record is not None and not owns(record, owner):
                     raise OwnershipError(refusal("domain", props.name, props.target, record))
             if dom is None or not changed <= contract.IN_PLACE_DOMAIN_KEYS:
-                # Redefine: a restart with the same disks. (A vanished domain is simply defined again.)
+                # Redefine: a restart with the same disks, after a graceful shutdown. (A vanished
+                # domain is simply defined again.)
                 uuid = None
                 if dom is not None:
-                    _stop(dom)
+                    lifecycle.stop_and_report(dom, props.shutdown_timeout)
                     uuid = dom.UUIDString()
+                    if _drops_firmware_state(self.props(olds), props):
+                        lifecycle.undefine(dom)  # its NVRAM / TPM state goes with the feature
                 dom = conn.defineXML(xml.domain_xml(props, uuid or moved_uuid))
-            elif (
-                ("owner" in changed or "adopt" in changed) and owner is not None and props.adopt != "unowned"
-            ):
-                ownership.set_domain_owner(dom, owner)  # no restart
+            else:
+                if (
+                    ("owner" in changed or "adopt" in changed)
+                    and owner is not None
+                    and props.adopt != "unowned"
+                ):
+                    ownership.set_domain_owner(dom, owner)  # no restart
+                if "seed_instance_id" in changed and olds.get("seed_instance_id"):
+                    _apply_new_seed(dom, props)
             dom.setAutostart(1 if props.autostart else 0)
             if props.running:
-                _start(dom)
+                lifecycle.start(dom)
             else:
-                _stop(dom)
+                lifecycle.stop_and_report(dom, props.shutdown_timeout)
             return _observe(dom, news, props)
 
         outs = with_connection(props.target.uri, op)
         if moved:  # the target is defined and (when asked) runs: only now the source goes
-            moves.finish_on_source(olds, news, _stop)
+            moves.finish_on_source(olds, news, lambda d: lifecycle.stop_and_report(d, props.shutdown_timeout))
         return UpdateResult(outs)
 
     def read(self, id_: str, inputs: dict[str, Any]) -> ReadResult:
@@ -230,12 +221,7 @@ class DomainProvider(Provider[DomainProps]):
                     "as this stack's (imported.owned): it is left as it is"
                 )
                 return
-            if dom.isActive():
-                dom.destroy()
-            dom.undefineFlags(
-                libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-                | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
-            )
+            lifecycle.stop_and_report(dom, props.shutdown_timeout)
+            lifecycle.undefine(dom)
 
         with_connection(props.target.uri, op)

@@ -169,7 +169,7 @@ def move_volume(
     olds: Mapping[str, Any],
     news: Mapping[str, Any],
     problem: Callable[[libvirt.virConnect, VolumeProps], str | None],
-    stop: Callable[[libvirt.virDomain], None],
+    stop: Callable[[libvirt.virDomain], object],
 ) -> dict[str, Any]:
     """Step 1: the disk copied to the target host; the source disk is kept. Returns the outputs."""
     props = VolumeProps.from_inputs(news)
@@ -204,7 +204,7 @@ def _copy_from_source(
     props: VolumeProps,
     dst: libvirt.virConnect,
     dst_pool: libvirt.virStoragePool,
-    stop: Callable[[libvirt.virDomain], None],
+    stop: Callable[[libvirt.virDomain], object],
 ) -> libvirt.virStorageVol:
     src_pool = src.storagePoolLookupByName(src_pool_name)
     src_vol = found_or_none(src_pool.storageVolLookupByName, props.name)
@@ -258,7 +258,7 @@ def _outputs(olds: Mapping[str, Any], news: Mapping[str, Any], vol: libvirt.virS
 def finish_on_source(
     olds: Mapping[str, Any],
     news: Mapping[str, Any],
-    stop: Callable[[libvirt.virDomain], None],
+    stop: Callable[[libvirt.virDomain], object],
 ) -> None:
     """Step 2's end, once the target domain runs: the source disks deleted, then the source domain
     undefined. Only this stack's, and only disks whose complete copy is on the target."""

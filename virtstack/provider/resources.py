@@ -86,8 +86,10 @@ class Domain(Resource, module=contract.TYPE_MODULE, name=contract.DOMAIN):
     uuid: pulumi.Output[str]
     state: pulumi.Output[str]
     running: pulumi.Output[bool]
+    addresses: pulumi.Output[list[str | None]]  # each NIC's real IPv4 address, when known
 
     def __init__(self, name: str, props: DomainProps, opts: pulumi.ResourceOptions | None = None):
         # A domain name is unique per host: the old definition must be gone before the new one.
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True))
-        super().__init__(DomainProvider(), name, {"uuid": None, "state": None, **props.to_inputs()}, opts)
+        outputs = {"uuid": None, "state": None, "addresses": None}
+        super().__init__(DomainProvider(), name, {**outputs, **props.to_inputs()}, opts)

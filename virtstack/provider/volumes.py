@@ -21,8 +21,8 @@ from pulumi.dynamic import (
 )
 
 from virtstack import contract
-from virtstack.props import VolumeProps
-from virtstack.provider import domains, moves, ownership, trash, xml
+from virtstack.props import DEFAULT_SHUTDOWN_TIMEOUT, VolumeProps
+from virtstack.provider import lifecycle, moves, ownership, trash, xml
 from virtstack.provider.base import Provider
 from virtstack.provider.connection import found_or_none, is_not_found, with_connection
 from virtstack.provider.ownership import OwnershipError, owner_of
@@ -119,6 +119,12 @@ def _volume_outputs(vol: libvirt.virStorageVol, inputs: dict[str, Any]) -> dict[
     }
 
 
+def _stop_for_move(dom: libvirt.virDomain) -> None:
+    """The VM of a disk that moves to another host: an ACPI shutdown, forced after the default timeout
+    (a disk does not know its VM's `shutdown_timeout`)."""
+    lifecycle.stop_and_report(dom, DEFAULT_SHUTDOWN_TIMEOUT)
+
+
 def _trash_wanted() -> bool:
     return os.environ.get(trash.NO_TRASH_ENV, "") not in ("1", "true", "yes")
 
@@ -213,7 +219,7 @@ class VolumeProvider(Provider[VolumeProps]):
         props = self.props(news)
         if moves.volume_is_moved(olds, news):
             # Its VM moves to another host: the disk is copied there, the source kept (see moves).
-            moved = moves.move_volume(olds, news, self.problem, lambda dom: domains._stop(dom))
+            moved = moves.move_volume(olds, news, self.problem, _stop_for_move)
             olds = {**olds, **moved}
 
         # Only a grown size (or a label) reaches update: anything else replaces (or moves, above).

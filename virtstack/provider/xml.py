@@ -97,18 +97,21 @@ def domain_xml(props: DomainProps, uuid: str | None = None) -> str:
     # gives the spec's value and no diff.
     _sub(dom, "memory", str(memory_kib(props.memory)), unit="KiB")
     _sub(dom, "vcpu", str(props.vcpus))
+    machine = machine_type(props)
     os_el = _sub(dom, "os")
-    _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
+    _sub(os_el, "type", "hvm", arch="x86_64", machine=machine)
+    _firmware(os_el, props)
     _sub(os_el, "boot", dev="hd")
     features = _sub(dom, "features")
     _sub(features, "acpi")
     _sub(features, "apic")
+    if props.firmware == "uefi-secure":
+        _sub(features, "smm", state="on")  # Secure Boot's variable store is only safe behind SMM
     if props.domain_type == "qemu" and props.tb_cache_mib:
         # TCG's translation cache defaults to ~1 GiB per guest; 128 MiB costs nothing measurable.
         tcg = _sub(features, "tcg")
         _sub(tcg, "tb-cache", str(props.tb_cache_mib), unit="MiB")
-    if props.domain_type == "kvm" and props.cpu_mode:
-        _sub(dom, "cpu", mode=props.cpu_mode)
+    _cpu(dom, props)
     _sub(dom, "clock", offset="utc")
     _sub(dom, "on_poweroff", "destroy")
     _sub(dom, "on_reboot", "restart")
@@ -116,12 +119,19 @@ def domain_xml(props: DomainProps, uuid: str | None = None) -> str:
     devices = _sub(dom, "devices")
     virtio_letters = iter("abcdefghijklmnopqrstuvwxyz")
     ide_letters = iter("cdefgh")  # hda/hdb are the first IDE channel; the cdrom traditionally is hdc
+    scsi_letters = iter("abcdef")
+    if machine == "q35":
+        # q35 has no IDE: the seed is a virtio-scsi cdrom, which the image's initramfs reads.
+        _sub(devices, "controller", type="scsi", index="0", model="virtio-scsi")
     for disk in props.disks:
         is_cdrom = disk.device == "cdrom"
         el = _sub(devices, "disk", type="volume", device="cdrom" if is_cdrom else "disk")
         _sub(el, "driver", name="qemu", type=disk.format or ("raw" if is_cdrom else "qcow2"))
         _sub(el, "source", pool=disk.pool, volume=str(disk.volume))
-        if is_cdrom:
+        if is_cdrom and machine == "q35":
+            _sub(el, "target", dev=f"sd{next(scsi_letters)}", bus="scsi")
+            _sub(el, "readonly")
+        elif is_cdrom:
             _sub(el, "target", dev=f"hd{next(ide_letters)}", bus="ide")
             _sub(el, "readonly")
         else:
@@ -140,10 +150,50 @@ def domain_xml(props: DomainProps, uuid: str | None = None) -> str:
     _sub(console, "target", type="serial", port="0")
     channel = _sub(devices, "channel", type="unix")
     _sub(channel, "target", type="virtio", name=GUEST_AGENT_CHANNEL)
+    if props.tpm:
+        # swtpm, started by libvirt; its state lives with the domain and goes with its undefine.
+        tpm = _sub(devices, "tpm", model="tpm-crb")
+        _sub(tpm, "backend", type="emulator", version="2.0")
     rng = _sub(devices, "rng", model="virtio")
     _sub(rng, "backend", "/dev/urandom", model="random")
     _sub(devices, "memballoon", model="virtio")
     return _render(dom)
+
+
+def machine_type(props: DomainProps) -> str:
+    """`pc` (the seed on an IDE cdrom, which every Debian kernel reads); Secure Boot needs SMM, which
+    OVMF supports on q35 only."""
+    return "q35" if props.firmware == "uefi-secure" else "pc"
+
+
+def _firmware(os_el: ET.Element, props: DomainProps) -> None:
+    """UEFI through libvirt's firmware autoselection (the host's OVMF descriptors): the host picks its
+    own OVMF paths, and libvirt creates the VM's NVRAM from the template and removes it with the VM
+    (undefine with VIR_DOMAIN_UNDEFINE_NVRAM)."""
+    if props.firmware not in ("uefi", "uefi-secure"):
+        return
+    os_el.set("firmware", "efi")
+    secure = "yes" if props.firmware == "uefi-secure" else "no"
+    fw = _sub(os_el, "firmware")
+    _sub(fw, "feature", enabled=secure, name="secure-boot")
+    _sub(fw, "feature", enabled=secure, name="enrolled-keys")
+    if props.firmware == "uefi-secure":
+        _sub(os_el, "loader", secure="yes")
+
+
+def _cpu(dom: ET.Element, props: DomainProps) -> None:
+    """`host-passthrough`/`host-model` (KVM; host-model is emulated under TCG), or a named model
+    (`custom`). Under TCG a named model is emulated without checking host features (check none)."""
+    if not props.cpu_mode:
+        return
+    if props.cpu_mode == "custom":
+        check = "none" if props.domain_type == "qemu" else "partial"
+        cpu = _sub(dom, "cpu", mode="custom", match="exact", check=check)
+        _sub(cpu, "model", props.cpu_model, fallback="forbid")
+        return
+    if props.domain_type == "qemu" and props.cpu_mode == "host-passthrough":
+        return  # libvirt refuses it under TCG (virtstack.cpu leaves it out already)
+    _sub(dom, "cpu", mode=props.cpu_mode)
 
 
 def parse_volume(doc: str) -> dict[str, Any]:
@@ -196,6 +246,19 @@ def parse_domain(xml: str) -> dict[str, Any]:
         "vcpus": int(root.findtext("vcpu") or 0),
         "disks": disks,
         "nics": nics,
+    }
+
+
+def parse_firmware(doc: str) -> dict[str, Any]:
+    """A domain's firmware as libvirt keeps it: `efi` or None, its NVRAM file, whether it has a TPM."""
+    root = ET.fromstring(doc)
+    os_el = root.find("os")
+    firmware = os_el.get("firmware") if os_el is not None else None
+    loader = root.findtext("os/loader") or None
+    return {
+        "firmware": firmware or ("efi" if loader and "OVMF" in loader.upper() else None),
+        "nvram": (root.findtext("os/nvram") or "").strip() or None,
+        "tpm": root.find("devices/tpm") is not None,
     }
 
 

@@ -47,6 +47,15 @@ from virtstack.spec.scalars import (
     source_path,
 )
 from virtstack.spec.uri import LibvirtUri, uri_transport_is_plain
+from virtstack.spec.vmfeatures import (
+    DEFAULT_CLOUD_INIT_CHANGE,
+    DEFAULT_FIRMWARE,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    CloudInitChange,
+    CpuSpec,
+    Firmware,
+    ShutdownTimeout,
+)
 
 # ---------------------------------------------------------------------- models
 
@@ -192,6 +201,8 @@ class HostSpec(_Model):
     # Which Pulumi provider manages this host's libvirt objects: virtstack's own (`native`) or the
     # pulumi-libvirt 0.5.4 interface (`pulumi-libvirt`, components/pulumi_libvirt.py).
     backend: Literal["native", "pulumi-libvirt"] = "native"
+    # The CPU of this host's VMs that set none (virtstack.spec.vmfeatures).
+    cpu: CpuSpec | None = None
 
     @model_validator(mode="after")
     def _check_transport(self) -> HostSpec:
@@ -450,6 +461,13 @@ class VmSpec(_Model):
     # Pulumi's protect: nothing deletes this VM or its disks, not even --allow-data-loss, until the
     # flag is removed (and applied) again.
     protect: StrictBool = False
+    # VM features (virtstack.spec.vmfeatures): firmware and TPM, the CPU (else the host's `cpu`), how
+    # long an ACPI shutdown may take before a change forces the VM off, what a cloud-init change does.
+    firmware: Firmware = DEFAULT_FIRMWARE
+    tpm: StrictBool = False
+    cpu: CpuSpec | None = None
+    shutdown_timeout: ShutdownTimeout = DEFAULT_SHUTDOWN_TIMEOUT
+    on_cloud_init_change: CloudInitChange = DEFAULT_CLOUD_INIT_CHANGE
 
     @field_validator("user_data")
     @classmethod

@@ -38,7 +38,7 @@ HOST_OBJECTS_CREATED = [
     ("host local", "base image debian-12 (pool rec)", C, False, ("from debian-12.qcow2",)),
 ]
 VM_DELETED = [
-    ("vm rec-vm", "domain", D, False, ("the VM is removed",)),
+    ("vm rec-vm", "domain", D, False, ("the VM is removed", "ACPI shutdown first, up to 60 s")),
     ("vm rec-vm", "root disk", D, True, ("the disk and its data are destroyed",)),
     ("vm rec-vm", "data disk data", D, True, ("the disk and its data are destroyed",)),
     ("vm rec-vm", "cloud-init seed", D, False, ("removed",)),
@@ -58,14 +58,50 @@ PLANS: dict[
     "plan-create": (C, VM_OBJECTS_CREATED + HOST_OBJECTS_CREATED, ()),
     "up-create": (C, VM_OBJECTS_CREATED + HOST_OBJECTS_CREATED, ()),
     "plan-no-change": (None, [], ()),
-    "plan-memory": (R, [("vm rec-vm", "domain", R, False, ("memory 384 MiB → 448 MiB",))], ()),
-    "plan-vcpus": (R, [("vm rec-vm", "domain", R, False, ("vCPUs 1 → 2",))], ()),
+    "plan-memory": (
+        R,
+        [
+            (
+                "vm rec-vm",
+                "domain",
+                R,
+                False,
+                (
+                    "memory 384 MiB → 448 MiB",
+                    "waits up to 60 s for an ACPI shutdown",
+                ),
+            )
+        ],
+        (),
+    ),
+    "plan-vcpus": (
+        R,
+        [
+            (
+                "vm rec-vm",
+                "domain",
+                R,
+                False,
+                ("vCPUs 1 → 2", "waits up to 60 s for an ACPI shutdown"),
+            )
+        ],
+        (),
+    ),
     "plan-power-off": (U, [("vm rec-vm", "domain", U, False, ("power off",))], ()),
     "plan-heal-stopped": (U, [("vm rec-vm", "domain", U, False, ("power on",))], ()),
     "plan-data-shrink": (
         RL,
         [
-            ("vm rec-vm", "domain", R, False, ("attaches the new data disk data",)),
+            (
+                "vm rec-vm",
+                "domain",
+                R,
+                False,
+                (
+                    "attaches the new data disk data",
+                    "waits up to 60 s for an ACPI shutdown",
+                ),
+            ),
             ("vm rec-vm", "data disk data", RL, True, ("size 1 GiB → 512 MiB (a disk cannot shrink)",)),
         ],
         ("vm rec-vm: data disk data",),
@@ -79,7 +115,16 @@ PLANS: dict[
     "plan-data-rename": (
         RL,
         [
-            ("vm rec-vm", "domain", R, False, ("attaches rec-vm-store.qcow2, detaches rec-vm-data.qcow2",)),
+            (
+                "vm rec-vm",
+                "domain",
+                R,
+                False,
+                (
+                    "attaches rec-vm-store.qcow2, detaches rec-vm-data.qcow2",
+                    "waits up to 60 s for an ACPI shutdown",
+                ),
+            ),
             ("vm rec-vm", "data disk data", D, True, ("the disk and its data are destroyed",)),
             ("vm rec-vm", "data disk store", C, False, ("1 GiB",)),
         ],
@@ -108,7 +153,16 @@ PLANS: dict[
     "plan-image": (
         RL,
         [
-            ("vm rec-vm", "domain", R, False, ("attaches the new root disk",)),
+            (
+                "vm rec-vm",
+                "domain",
+                R,
+                False,
+                (
+                    "attaches the new root disk",
+                    "waits up to 60 s for an ACPI shutdown",
+                ),
+            ),
             ("vm rec-vm", "root disk", RL, True, ("new base image",)),
             (
                 "host local",

@@ -47,7 +47,7 @@ SHRINK_TABLE = """\
 Plan for stack rec: 2 changes to 1 VM
 
 vm rec-vm on local: replace with data loss (a disk that holds data is destroyed)
-  redefine                domain          attaches the new data disk data
+  redefine                domain          attaches the new data disk data; waits up to 60 s for an ACPI shutdown
   replace with data loss  data disk data  size 1 GiB → 512 MiB (a disk cannot shrink)
 
 Summary: 1 to redefine (the VM restarts), 1 to replace with data loss.
@@ -96,7 +96,7 @@ def test_plan_markdown_for_a_pull_request(tmp_path: Path) -> None:
         "| VM | Host | Change | What happens |\n"
         "|---|---|---|---|\n"
         "| `rec-vm` | local | **replace with data loss (a disk that holds data is destroyed)** | "
-        "domain: redefine — attaches rec-vm-store.qcow2, detaches rec-vm-data.qcow2<br>"
+        "domain: redefine — attaches rec-vm-store.qcow2, detaches rec-vm-data.qcow2; waits up to 60 s for an ACPI shutdown<br>"
         "data disk data: **delete with data loss** — the disk and its data are destroyed<br>"
         "data disk store: create — 1 GiB |\n"
         "\n"
@@ -138,7 +138,10 @@ def test_plan_json_to_a_file(tmp_path: Path) -> None:
         True,
         False,
     )
-    assert data["vms"][0]["changes"][0]["details"] == ["memory 384 MiB → 448 MiB"]
+    assert data["vms"][0]["changes"][0]["details"] == [
+        "memory 384 MiB → 448 MiB",
+        "waits up to 60 s for an ACPI shutdown",
+    ]
 
 
 def test_plan_reports_stack_file_errors_before_starting_the_engine(tmp_path: Path) -> None:
