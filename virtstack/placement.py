@@ -361,9 +361,34 @@ def place_fleet(
     instances = list(fleet) if fleet is not None else expand_fleet(spec, deployed=previous or ())
     placement = place(instances, spec.hosts, spec.placement.strategy, previous, file=file)
     issues = check_macs(instances, placement.assignments, spec.hosts, file)
+    issues += check_backend_features(instances, placement.assignments, spec.hosts, file)
     if issues:
         raise SpecError(issues)
     return PlacedFleet(fleet=instances, placement=placement)
+
+
+def check_backend_features(
+    fleet: Iterable[VmInstance],
+    assignments: Mapping[str, str],
+    hosts: Mapping[str, HostSpec],
+    file: str,
+) -> list[SpecIssue]:
+    """What a VM asks for that its host's backend cannot give: pulumi-libvirt (Terraform libvirt 0.7.6)
+    has no UEFI NVRAM template handling, TPM or adoption of an imported domain. Known only once the VM
+    is placed, and said before anything is created rather than silently dropped."""
+    issues: list[SpecIssue] = []
+    for vm in fleet:
+        host = hosts.get(assignments.get(vm.name, ""))
+        if host is None or host.backend != "pulumi-libvirt":
+            continue
+        where = f"host {assignments[vm.name]} has backend: pulumi-libvirt (use backend: native)"
+        if vm.firmware != "bios":
+            issues.append(SpecIssue(file, instance_path(vm, ".firmware"), f"firmware {vm.firmware}: {where}"))
+        if vm.tpm:
+            issues.append(SpecIssue(file, instance_path(vm, ".tpm"), f"tpm: {where}"))
+        if vm.imported is not None:
+            issues.append(SpecIssue(file, instance_path(vm, ".imported"), f"an imported domain: {where}"))
+    return issues
 
 
 def check_macs(

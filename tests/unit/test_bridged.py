@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from components.pulumi_libvirt import domain_xslt, network_xslt
 from virtstack import bridged, contract
+from virtstack.errors import SpecError
+from virtstack.placement import place_fleet
 from virtstack.props import DiskRef, DomainProps, NetworkProps, NicRef, Target
 from virtstack.spec.loader import load_spec
 
@@ -202,3 +204,31 @@ def test_an_external_pool_on_a_pulumi_libvirt_host_is_refused_with_its_location(
     assert "hosts.h.pools.vms.external: external is not supported with backend: pulumi-libvirt" in str(
         err.value
     )
+
+
+@pytest.mark.parametrize(
+    ("feature", "message"),
+    [
+        (
+            "firmware: uefi",
+            "vms.v.firmware: firmware uefi: host h has backend: pulumi-libvirt (use backend: native)",
+        ),
+        ("tpm: true", "vms.v.tpm: tpm: host h has backend: pulumi-libvirt (use backend: native)"),
+    ],
+)
+def test_a_feature_the_pulumi_libvirt_backend_lacks_is_refused_before_anything_is_created(
+    tmp_path: Path, feature: str, message: str
+) -> None:
+    """Terraform libvirt 0.7.6 has no NVRAM template handling or TPM: a VM placed on such a host that
+    asks for them is one located error at placement, not a VM silently built without them."""
+    vm = f"vms:\n  v: {{image: debian-12, vcpus: 1, memory: 512MiB, disk: 2GiB, {feature}}}\n"
+    for backend, refused in (("pulumi-libvirt", True), ("native", False)):
+        path = tmp_path / f"{backend}.yaml"
+        path.write_text(spec_text(backend).replace("vms: {}\n", vm))
+        spec = load_spec(path)
+        if refused:
+            with pytest.raises(SpecError) as err:
+                place_fleet(spec, "s.yaml")
+            assert str(err.value) == f"s.yaml: {message}"
+        else:
+            assert place_fleet(spec, "s.yaml").placement.assignments == {"v": "h"}

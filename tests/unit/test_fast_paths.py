@@ -97,8 +97,8 @@ def test_validate_does_not_import_the_engine() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == [
         "[]",
-        "['comment', 'destroy', 'drift', 'env', 'hosts', 'import', 'inventory', 'plan', 'rebalance', "
-        "'schema', 'trash', 'up', 'validate']",
+        "['comment', 'destroy', 'doctor', 'drift', 'env', 'hosts', 'import', 'inventory', 'plan', "
+        "'rebalance', 'schema', 'snapshot', 'trash', 'up', 'validate']",
     ]
 
 
