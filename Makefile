@@ -35,7 +35,7 @@ preview:
 destroy:
 	$(ENV) pulumi destroy --yes --stack $(STACK)
 
-bench:            ## benchmarks (~20 min, unattended): prints a table, writes bench/RESULTS.md and bench/results.json
+bench:            ## benchmarks (about an hour, unattended): prints a table, writes bench/RESULTS.md and bench/results.json
 	$(ENV) .venv/bin/python -m bench.run
 
 # Not part of `make test` (it builds gitea and act once, then takes minutes): README, "GitOps".
