@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import pulumi
 
@@ -97,7 +96,7 @@ class VirtualMachine(pulumi.ComponentResource):
         cpu = la.vm_cpu(conn, vm)
         if cpu.note:
             pulumi.log.info(cpu.note, self)
-        self._register(args, domain.uuid, domain.state, domain.running, domain.addresses)
+        self._register(args, domain.uuid, domain.state, domain.running)
 
     def _pulumi_libvirt(self, name: str, args: VirtualMachineArgs, in_pool: pulumi.ResourceOptions) -> None:
         """The same objects as pulumi-libvirt resources (components.pulumi_libvirt)."""
@@ -143,8 +142,7 @@ class VirtualMachine(pulumi.ComponentResource):
         self.root_disk, self.data_disks, self.seed, self.domain = root, dict(data), seed, domain
         running = domain.running.apply(bool)
         state = running.apply(lambda on: "running" if on else "shut off")
-        # Real addresses (issue 17) come from the native provider's read; here inventory asks libvirt.
-        self._register(args, domain.id, state, running, None)
+        self._register(args, domain.id, state, running)
 
     def _register(
         self,
@@ -152,8 +150,10 @@ class VirtualMachine(pulumi.ComponentResource):
         uuid: pulumi.Input[str],
         state: pulumi.Input[str],
         running: pulumi.Input[bool],
-        addresses: pulumi.Input[Any] | None,
     ) -> None:
+        # Each domain resource records its NICs' real addresses in its own outputs; they are not in
+        # the VM's registered outputs, which a saved plan pins: a DHCP lease taken between the
+        # preview's read and the apply would make the exact-plan apply fail ("resource violates plan").
         conn, vm = args.connection, args.vm
         self.outputs = {
             "host": conn.host,
@@ -166,7 +166,6 @@ class VirtualMachine(pulumi.ComponentResource):
             "memory": vm.memory_bytes,
             "macs": [nic.mac for nic in vm.nics],
             "ips": [str(nic.ip) if nic.ip else None for nic in vm.nics],
-            "addresses": addresses,
             "networks": [nic.network for nic in vm.nics],
             "hostname": vm.hostname,
             "console_log": la.console_log_path(vm),

@@ -24,6 +24,11 @@ alive() {  # alive PIDFILE: the process named in the file is running
 
 mkdir -p "$RUN_DIR" "$LOG_DIR"
 
+# libvirt runs swtpm (`tpm: true`) as tss; a swtpm_setup run as root leaves files of swtpm's local CA
+# that tss cannot lock or read ("Need read/write rights on /var/lib/swtpm-localca/.lock.swtpm-localca").
+if [ -d /var/lib/swtpm-localca ] && id tss >/dev/null 2>&1; then
+  chown -R tss /var/lib/swtpm-localca
+fi
 if [ -e /dev/kvm ]; then
   getent group kvm >/dev/null && chgrp kvm /dev/kvm
   chmod 0660 /dev/kvm

@@ -8,6 +8,7 @@ its own stack, names and subnet, and removes what it created even when it fails.
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -208,9 +209,14 @@ def test_changes_wait_for_acpi_reseed_keeps_disks_and_snapshots_revert(
         )
         assert read.startswith(marker)
 
-        # 3. The VM's outputs hold its NIC's real address (its DHCP lease, recorded by the last up).
-        ips = project.outputs()["vms"][name]["addresses"]
-        assert len(ips) == 1 and ips[0] is not None and ips[0].startswith("10.152.218."), ips
+        # 3. The VM's real address (its DHCP lease) as inventory reports it: the domain resource records
+        # it in its outputs; inventory asks libvirt first.
+        listed_inventory = project.virtstack("inventory", "-s", prefix, "--format", "json")
+        assert listed_inventory.returncode == 0, listed_inventory.stdout + listed_inventory.stderr
+        entry = json.loads(listed_inventory.stdout)["vms"][name]
+        ips = entry["addresses"]
+        assert len(ips) == 1 and ips[0].startswith("10.152.218."), entry
+        assert entry["address_source"] == "dhcp", entry
 
         # 4. snapshot → write a file → revert → the file is gone (disks and memory restored).
         snap = project.virtstack("snapshot", "create", "-s", prefix, "before")
