@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pulumi
 
 from components import libvirt_args as la
+from components.vm import vm_outputs
 from virtstack import contract
 from virtstack.contract import Owner
 from virtstack.fleet import VmInstance
@@ -38,20 +39,7 @@ class ImportedMachine(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self, depends_on=[*args.pool_resources, *args.networks]),
         )
         self.outputs = {
-            "host": conn.host,
-            "uri": conn.uri,
-            "domain": vm.name,
-            "uuid": self.domain.uuid,
-            "state": self.domain.state,
-            "running": self.domain.running,
-            "vcpus": vm.vcpus,
-            "memory": vm.memory_bytes,
-            "macs": [nic.mac for nic in vm.nics],
-            "ips": [str(nic.ip) if nic.ip else None for nic in vm.nics],
-            "networks": [nic.network for nic in vm.nics],
-            "hostname": vm.hostname,
-            "console_log": la.console_log_path(vm),
-            "running_wanted": vm.running,
+            **vm_outputs(conn, vm, self.domain.uuid, self.domain.state, self.domain.running),
             "imported": True,
         }
         self.register_outputs(self.outputs)

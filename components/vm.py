@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 
@@ -156,21 +157,34 @@ class VirtualMachine(pulumi.ComponentResource):
         # preview's read and the apply would make the exact-plan apply fail ("resource violates plan").
         conn, vm = args.connection, args.vm
         self.outputs = {
-            "host": conn.host,
-            "uri": conn.uri,
-            "domain": vm.name,
-            "uuid": uuid,
-            "state": state,
-            "running": running,
-            "vcpus": vm.vcpus,
-            "memory": vm.memory_bytes,
-            "macs": [nic.mac for nic in vm.nics],
-            "ips": [str(nic.ip) if nic.ip else None for nic in vm.nics],
-            "networks": [nic.network for nic in vm.nics],
-            "hostname": vm.hostname,
-            "console_log": la.console_log_path(vm),
-            "running_wanted": vm.running,
+            **vm_outputs(conn, vm, uuid, state, running),
             "firmware": vm.firmware,
             "tpm": vm.tpm,
         }
         self.register_outputs(self.outputs)
+
+
+def vm_outputs(
+    conn: la.Connection,
+    vm: VmInstance,
+    uuid: pulumi.Input[str],
+    state: pulumi.Input[str],
+    running: pulumi.Input[bool],
+) -> dict[str, Any]:
+    """What every VM component registers (its entry in the stack's `vms` output), built or imported."""
+    return {
+        "host": conn.host,
+        "uri": conn.uri,
+        "domain": vm.name,
+        "uuid": uuid,
+        "state": state,
+        "running": running,
+        "vcpus": vm.vcpus,
+        "memory": vm.memory_bytes,
+        "macs": [nic.mac for nic in vm.nics],
+        "ips": [str(nic.ip) if nic.ip else None for nic in vm.nics],
+        "networks": [nic.network for nic in vm.nics],
+        "hostname": vm.hostname,
+        "console_log": la.console_log_path(vm),
+        "running_wanted": vm.running,
+    }
