@@ -26,6 +26,7 @@ from typing import TypeVar
 
 import libvirt
 
+from virtstack.provider import simhosts
 from virtstack.settings import Settings
 
 T = TypeVar("T")
@@ -287,7 +288,7 @@ def with_connection(uri: str, operation: Callable[[libvirt.virConnect], T]) -> T
         # libvirt's own text rarely says which host (e.g. "Cannot recv data: Host key verification failed").
         raise HostUnreachable(f"libvirt host {display_uri(uri)}: {err}") from err
     try:
-        return operation(conn)
+        result = operation(conn)
     except libvirt.libvirtError as err:
         if err.get_error_code() not in _BROKEN_CONNECTION_CODES or _alive(conn):
             raise
@@ -301,7 +302,9 @@ def with_connection(uri: str, operation: Callable[[libvirt.virConnect], T]) -> T
             raise
         except libvirt.libvirtError as again:
             raise HostUnreachable(f"libvirt host {display_uri(uri)}: {again}") from again
-        return operation(conn)
+        result = operation(conn)
+    simhosts.persist(uri, conn)  # test:///PATH.xml hosts (tests/bench only): keep what was made
+    return result
 
 
 def _reconnect(uri: str) -> libvirt.virConnect:

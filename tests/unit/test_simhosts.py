@@ -1,0 +1,118 @@
+"""Simulated hosts keep what the provider made (virtstack/provider/simhosts.py): a real test-driver node
+file is changed through a connection, saved, and reopened by a new connection — as the next command's
+provider process would — which must find the same objects in the same states."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from virtstack.provider import connection, simhosts
+
+NODE = """<node>
+  <cpu><mhz>2000</mhz><model>sim</model><active>8</active><nodes>1</nodes><sockets>1</sockets>
+    <cores>8</cores><threads>1</threads></cpu>
+  <memory>16777216</memory>
+</node>
+"""
+OWNER_NS = "urn:virtstack-test-owner"
+
+
+@pytest.fixture
+def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("VIRTSTACK_SIMULATED_HOSTS", "1")
+    path = tmp_path / "host-0.xml"
+    path.write_text(NODE)
+    return path
+
+
+def _populate(conn: libvirt.virConnect, pool_dir: Path) -> None:
+    conn.networkDefineXML(
+        "<network><name>net1</name><ip address='10.155.0.1' netmask='255.255.255.0'/></network>"
+    ).create()
+    pool = conn.storagePoolDefineXML(
+        f"<pool type='dir'><name>pool1</name><target><path>{pool_dir}</path></target></pool>"
+    )
+    pool.create()
+    pool.createXML(
+        "<volume><name>disk.qcow2</name><capacity>1073741824</capacity>"
+        "<target><format type='qcow2'/></target></volume>"
+    )
+    domain = "<domain type='qemu'><name>{}</name><memory>262144</memory>{}<os><type>hvm</type></os></domain>"
+    meta = f"<metadata><o:owner xmlns:o='{OWNER_NS}'>stack-a</o:owner></metadata>"
+    conn.defineXML(domain.format("stopped", meta))
+    conn.defineXML(domain.format("running", "")).create()
+    conn.defineXML(domain.format("paused", "")).create()
+    conn.lookupByName("paused").suspend()
+
+
+def _objects(conn: libvirt.virConnect) -> dict[str, object]:
+    return {
+        "domains": sorted((d.name(), d.state()[0]) for d in conn.listAllDomains()),
+        "networks": sorted((n.name(), n.isActive()) for n in conn.listAllNetworks()),
+        "pools": sorted(
+            (p.name(), sorted(v.name() for v in p.listAllVolumes())) for p in conn.listAllStoragePools()
+        ),
+        "owner": conn.lookupByName("stopped").metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, OWNER_NS),
+    }
+
+
+def test_saved_host_reopens_with_the_same_objects_and_states(host: Path, tmp_path: Path) -> None:
+    uri = f"test://{host}"
+    first = libvirt.open(uri)
+    _populate(first, tmp_path / "pool")
+    before = _objects(first)
+    assert simhosts.save(first, host)
+    again = libvirt.open(uri)
+    assert _objects(again) == before
+    assert before["domains"] == [
+        ("paused", libvirt.VIR_DOMAIN_PAUSED),
+        ("running", libvirt.VIR_DOMAIN_RUNNING),
+        ("stopped", libvirt.VIR_DOMAIN_SHUTOFF),
+    ]
+    # The node description is kept: the reopened host has the file's CPUs and memory.
+    assert again.getInfo()[2] == 8
+    # A host reloaded from its own file writes nothing (no change), and saves a deletion.
+    assert not simhosts.save(again, host)
+    again.lookupByName("stopped").undefine()
+    assert simhosts.save(again, host)
+    assert sorted(d.name() for d in libvirt.open(uri).listAllDomains()) == ["paused", "running"]
+
+
+def test_without_a_saved_file_the_test_driver_forgets(host: Path) -> None:
+    """What the persistence is for: a fresh connection reloads the file, not the previous connection."""
+    uri = f"test://{host}"
+    libvirt.open(uri).defineXML(
+        "<domain type='qemu'><name>lost</name><memory>262144</memory><os><type>hvm</type></os></domain>"
+    )
+    assert libvirt.open(uri).listAllDomains() == []
+
+
+def test_provider_operations_persist_simulated_hosts(host: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connection, "_connections", {})
+    uri = f"test://{host}"
+    connection.with_connection(
+        uri,
+        lambda conn: conn.defineXML(
+            "<domain type='qemu'><name>made</name><memory>262144</memory><os><type>hvm</type></os></domain>"
+        ),
+    )
+    assert [d.name() for d in libvirt.open(uri).listAllDomains()] == ["made"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "allowed", "expected"),
+    [
+        ("test:///tmp/h/host-1.xml", "1", Path("/tmp/h/host-1.xml")),
+        ("test:///tmp/h/host-1.xml", "", None),
+        ("test:///default", "1", None),
+        ("qemu:///system", "1", None),
+        ("qemu+ssh://root@h/system", "1", None),
+        ("test://somehost/tmp/h.xml", "1", None),
+    ],
+)
+def test_node_file(uri: str, allowed: str, expected: Path | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIRTSTACK_SIMULATED_HOSTS", allowed)
+    assert simhosts.node_file(uri) == expected
