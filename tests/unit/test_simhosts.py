@@ -9,7 +9,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from virtstack.provider import connection, simhosts
+from virtstack.provider import connection, lifecycle, simhosts
 
 NODE = """<node>
   <cpu><mhz>2000</mhz><model>sim</model><active>8</active><nodes>1</nodes><sockets>1</sockets>
@@ -116,3 +116,14 @@ def test_provider_operations_persist_simulated_hosts(host: Path, monkeypatch: py
 def test_node_file(uri: str, allowed: str, expected: Path | None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIRTSTACK_SIMULATED_HOSTS", allowed)
     assert simhosts.node_file(uri) == expected
+
+
+def test_destroy_undefines_on_a_driver_that_refuses_the_nvram_flag() -> None:
+    """libvirt's test driver refuses VIR_DOMAIN_UNDEFINE_NVRAM ("unsupported flags (0x4)"): the
+    simulated fleet's `destroy` failed on every VM once the hosts kept their domains."""
+    conn = libvirt.open("test:///default")
+    dom = conn.defineXML(
+        "<domain type='qemu'><name>sim-undefine</name><memory>262144</memory><os><type>hvm</type></os></domain>"
+    )
+    lifecycle.undefine(dom)
+    assert "sim-undefine" not in conn.listDefinedDomains()
