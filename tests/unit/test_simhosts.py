@@ -9,7 +9,8 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from virtstack.provider import connection, lifecycle, simhosts
+from virtstack.contract import Owner
+from virtstack.provider import connection, lifecycle, ownership, simhosts
 
 NODE = """<node>
   <cpu><mhz>2000</mhz><model>sim</model><active>8</active><nodes>1</nodes><sockets>1</sockets>
@@ -123,7 +124,42 @@ def test_destroy_undefines_on_a_driver_that_refuses_the_nvram_flag() -> None:
     simulated fleet's `destroy` failed on every VM once the hosts kept their domains."""
     conn = libvirt.open("test:///default")
     dom = conn.defineXML(
-        "<domain type='qemu'><name>sim-undefine</name><memory>262144</memory><os><type>hvm</type></os></domain>"
+        "<domain type='qemu'><name>sim-undefine</name><memory>262144</memory>"
+        "<os><type>hvm</type></os></domain>"
     )
     lifecycle.undefine(dom)
     assert "sim-undefine" not in conn.listDefinedDomains()
+
+
+def test_a_domain_removed_while_the_host_is_saved_is_left_out(host: Path) -> None:
+    """Another provider thread may undefine a domain between the listing and its XML (a destroy of
+    20 VMs failed with "Domain not found" from the save)."""
+    conn = libvirt.open(f"test://{host}")
+    dom = conn.defineXML(
+        "<domain type='qemu'><name>going</name><memory>262144</memory><os><type>hvm</type></os></domain>"
+    )
+    dom.undefine()
+    assert simhosts._present([dom], simhosts._domain_xml) == []
+
+
+def test_a_defined_pool_not_yet_started_is_saved_without_volumes(host: Path, tmp_path: Path) -> None:
+    """Between a pool's define and its start another thread's save listed its volumes ("storage pool
+    is not active" failed a network's create)."""
+    conn = libvirt.open(f"test://{host}")
+    conn.storagePoolDefineXML(
+        f"<pool type='dir'><name>later</name><target><path>{tmp_path}/later</path></target></pool>"
+    )
+    assert simhosts.save(conn, host)
+    assert "<name>later</name>" in host.read_text()
+
+
+def test_a_network_owner_is_read_on_a_driver_that_refuses_the_inactive_flag(host: Path) -> None:
+    """The test driver refuses VIR_NETWORK_XML_INACTIVE ("unsupported flags (0x1)"): a simulated
+    fleet's destroy failed on every network."""
+    owner = Owner(project="p", stack="s")
+    conn = libvirt.open(f"test://{host}")
+    net = conn.networkDefineXML(
+        "<network><name>owned</name><ip address='10.155.1.1' netmask='255.255.255.0'/></network>"
+    )
+    ownership.set_network_owner(conn, net, owner)
+    assert ownership.network_owner(conn.networkLookupByName("owned")) == owner

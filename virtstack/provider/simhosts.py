@@ -22,13 +22,17 @@ import re
 import threading
 import urllib.parse
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import libvirt
 
 from virtstack.settings import test_driver_files_allowed
 
+_Obj = TypeVar("_Obj", bound=Any)
+
+SAVE_ATTEMPTS = 3
 TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
 
 _locks: dict[str, threading.Lock] = {}
@@ -71,18 +75,44 @@ def _domain_xml(dom: libvirt.virDomain) -> str:
 
 def _pool_xml(pool: libvirt.virStoragePool) -> str:
     xml = pool.XMLDesc(0).strip()
-    vols = "".join(vol.XMLDesc(0).strip() for vol in pool.listAllVolumes())
+    try:
+        listed = pool.listAllVolumes() if pool.isActive() else []
+    except libvirt.libvirtError as err:
+        if err.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
+            raise
+        listed = []  # stopped by another thread meanwhile
+    vols = "".join(_present(listed, lambda vol: vol.XMLDesc(0).strip()))
     head, _, _ = xml.rpartition("</pool>")
     return f"{head}{vols}</pool>"
+
+
+_GONE = {
+    libvirt.VIR_ERR_NO_DOMAIN,
+    libvirt.VIR_ERR_NO_NETWORK,
+    libvirt.VIR_ERR_NO_STORAGE_POOL,
+    libvirt.VIR_ERR_NO_STORAGE_VOL,
+}
+
+
+def _present(objects: list[_Obj], render: Callable[[_Obj], str]) -> list[str]:
+    """`render` of each object in name order, leaving out those another thread removed meanwhile."""
+    out = []
+    for obj in sorted(objects, key=lambda o: o.name()):
+        try:
+            out.append(render(obj))
+        except libvirt.libvirtError as err:
+            if err.get_error_code() not in _GONE:
+                raise
+    return out
 
 
 def snapshot(conn: libvirt.virConnect, head: str) -> str:
     """The node file that reloads what `conn` holds now (objects in name order, so equal states give
     equal text)."""
     parts = ["<node>", head]
-    parts += [_domain_xml(d) for d in sorted(conn.listAllDomains(), key=lambda d: d.name())]
-    parts += [n.XMLDesc(0).strip() for n in sorted(conn.listAllNetworks(), key=lambda n: n.name())]
-    parts += [_pool_xml(p) for p in sorted(conn.listAllStoragePools(), key=lambda p: p.name())]
+    parts += _present(conn.listAllDomains(), _domain_xml)
+    parts += _present(conn.listAllNetworks(), lambda net: net.XMLDesc(0).strip())
+    parts += _present(conn.listAllStoragePools(), _pool_xml)
     parts.append("</node>\n")
     return "\n".join(parts)
 
@@ -120,5 +150,13 @@ def save(conn: libvirt.virConnect, path: Path) -> bool:
 def persist(uri: str, conn: libvirt.virConnect) -> None:
     """After an operation on `uri`: save a simulated host's state to its file; other URIs: nothing."""
     path = node_file(uri)
-    if path is not None:
-        save(conn, path)
+    if path is None:
+        return
+    for attempt in range(SAVE_ATTEMPTS):
+        try:
+            save(conn, path)
+            return
+        except libvirt.libvirtError:
+            # Another thread changed an object between its listing and its XML: read them again.
+            if attempt == SAVE_ATTEMPTS - 1:
+                raise
