@@ -369,23 +369,66 @@ def section_preview(res: dict[str, Any], repeats: int) -> None:
 # -------------------------------------------------------------------------------------------- sim
 
 
+# Stacks of the simulated fleet run one after another: measured on this machine (2 cores), two at once
+# took longer in total than one after another (see docs/scale.md).
+SIM_FLEET_CONCURRENCY = 1
+
+
 def section_sim(res: dict[str, Any]) -> None:
     figs = res["figures"]
-    out = sim.run(new_prefix("s"))
+    # Where one stack bends: up at a few sizes, and one size without the backend's checkpoints.
+    one = sim.sweep(new_prefix("s"), sizes=(100, 200, 400), timeout=300, skip_at=200)
+    res["runs"]["sim_one_stack"] = one
+    done = {n: row for n, row in one["sizes"].items() if row["exit"] == 0}
+    for n, row in one["sizes"].items():
+        if row["exit"] != 0:
+            figs[f"sim_one_stack_up_{n}_unfinished_after_seconds"] = row["seconds"]
+            continue
+        figs[f"sim_one_stack_up_{n}_seconds"] = row["seconds"]
+        figs[f"sim_one_stack_up_{n}_seconds_per_vm"] = row["seconds"] / n
+        if row["maxrss"].get("engine"):
+            figs[f"sim_one_stack_up_{n}_engine_maxrss_bytes"] = row["maxrss"]["engine"]
+        if row.get("state_bytes"):
+            figs[f"sim_one_stack_state_{n}_bytes"] = row["state_bytes"]
+    sizes = sorted(done)
+    if len(sizes) >= 2:
+        lo, hi = sizes[-2], sizes[-1]
+        figs[f"sim_one_stack_growth_ratio_{hi}_{lo}"] = done[hi]["seconds"] / done[lo]["seconds"]
+    skip = one["skip_checkpoints"]
+    if skip["exit"] == 0 and skip["vms"] in done:
+        n = skip["vms"]
+        figs[f"sim_one_stack_up_{n}_seconds_skip_checkpoints"] = skip["seconds"]
+        figs[f"sim_one_stack_checkpoint_share_{n}"] = 1 - skip["seconds"] / done[n]["seconds"]
+
+    # The 2,000 VMs as a fleet is run: 10 rack stacks of 20 hosts and 200 VMs on one shared backend.
+    out = sim.fleet(new_prefix("s"), stacks=10, hosts=20, vms=200, concurrency=SIM_FLEET_CONCURRENCY)
     res["runs"]["sim"] = out
     if "error" in out:
         res["failures"].append(f"sim: {out['error'][:800]}")
+    figs["sim_fleet_stacks"] = out["stacks"]
+    figs["sim_fleet_concurrency"] = out["concurrency"]
     for name in ("up", "plan", "destroy"):
         row = out.get(name)
-        if not row or row.get("exit") != 0:
+        if not row or any(x["exit"] != 0 for x in row["stacks"]):
             continue
         figs[f"sim_{name}_2000_seconds"] = row["seconds"]
         if row["maxrss"]:
             figs[f"sim_{name}_2000_maxrss_bytes"] = max(row["maxrss"].values())
             for role, value in row["maxrss"].items():
                 figs[f"sim_{name}_2000_{role}_maxrss_bytes"] = value
-    if out.get("state_bytes"):
-        figs["sim_state_2000_bytes"] = out["state_bytes"]
+    if out.get("state_bytes_per_stack"):
+        figs["sim_state_2000_bytes_per_stack"] = out["state_bytes_per_stack"]
+        figs["sim_state_2000_bytes_total"] = out["state_bytes_total"]
+    if "plan_changes_stacks" in out:
+        figs["sim_plan_2000_stacks_with_changes"] = out["plan_changes_stacks"]
+        if out["plan_changes_stacks"]:
+            res["failures"].append(
+                f"sim: the plan after up reports changes in {out['plan_changes_stacks']} stacks"
+            )
+    if "domains_after_destroy" in out:
+        figs["sim_destroy_2000_domains_left"] = out["domains_after_destroy"]
+        if out["domains_after_destroy"]:
+            res["failures"].append(f"sim: destroy left {out['domains_after_destroy']} domains on the hosts")
 
 
 # ------------------------------------------------------------------------------------------ peers
