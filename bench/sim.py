@@ -10,8 +10,8 @@ written back to its file, so the next command's provider finds what the previous
 deletes every object (checked: no domain is left in any host file).
 
 Two measurements (docs/scale.md reads them):
-- `fleet`: the 2,000 VMs the way a fleet should be run — split into per-rack stacks (10 stacks of 20
-  hosts and 200 VMs) on one shared backend; each phase (`up`, `plan`, `destroy`) runs over all stacks,
+- `fleet`: the 2,000 VMs the way a fleet should be run — split into per-rack stacks (20 stacks of 10
+  hosts and 100 VMs) on one shared backend; each phase (`up`, `plan`, `destroy`) runs over all stacks,
   sequentially or a few stacks at once; the phase's wall time is the figure.
 - `sweep`: where ONE stack bends — `up` of a single stack at a few sizes (time per size, growth ratio),
   bounded by a timeout per size, and one size again with PULUMI_SKIP_CHECKPOINTS=true (how much of the
@@ -236,7 +236,7 @@ def _peaks(rows: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def fleet(
-    prefix: str, stacks: int = 10, hosts: int = 20, vms: int = 200, concurrency: int = 1, timeout: float = 900
+    prefix: str, stacks: int = 20, hosts: int = 10, vms: int = 100, concurrency: int = 2, timeout: float = 900
 ) -> dict[str, Any]:
     """`stacks` rack stacks of `hosts` hosts and `vms` VMs on one shared backend: each phase over all
     of them with `concurrency` stacks at once; per phase its wall time, peaks and per-stack rows."""
