@@ -10,8 +10,10 @@ Turned back, each by one environment variable (BEFORE):
 - PULUMI_PARALLEL 16 -> 8: the engine's own default on two cores;
 - VIRTSTACK_ENGINE_FULL_UP=1: the apply through Stack.up() again, with the Automation API's
   follow-up `stack output` x2 and `stack history` (virtstack/ops/engine.py);
-- VIRTSTACK_ENGINE_SLOW_START=1: `pulumi version` and `pulumi stack select` before the engine runs
-  of every command again (issue 15's fixed-cost cuts, virtstack/ops/engine.py, cliversion.py).
+- VIRTSTACK_BASELINE_FIXED_COST=1: issue 15's fixed-cost cuts turned back: `pulumi version` and
+  `pulumi stack select` before the engine runs of every command again (virtstack/ops/engine.py,
+  cliversion.py), and `up`'s VM check settling 3 s after the apply instead of after each VM's own
+  start (virtstack/ops/starts.py, verify.py).
 The CLI passes its environment to the engine, and the engine to the program and the provider.
 """
 
@@ -23,7 +25,10 @@ BEFORE = {
     "VIRTSTACK_CONNECTIONS_PER_HOST": ("1", "CONNECTIONS_PER_HOST = 1"),
     "PULUMI_PARALLEL": ("8", "ENGINE_PARALLEL = 8"),
     "VIRTSTACK_ENGINE_FULL_UP": ("1", "apply through Stack.up()"),
-    "VIRTSTACK_ENGINE_SLOW_START": ("1", "`pulumi version` + `stack select` every command"),
+    "VIRTSTACK_BASELINE_FIXED_COST": (
+        "1",
+        "`pulumi version` + `stack select` every command, VM check settling after the apply",
+    ),
 }
 
 

@@ -250,8 +250,10 @@ class Engine:
             # An absolute command: PulumiCommand puts its directory (with the language host) first on PATH.
             root = str(Path(found).parent.parent) if Path(found).parent.name == "bin" else None
             # The CLI's version, remembered per binary (one `pulumi version` less per command);
-            # the bench's baseline (VIRTSTACK_ENGINE_SLOW_START) asks it every time again.
-            cache = None if self.settings.engine_slow_start else self.settings.pulumi_home / CLI_VERSION_CACHE
+            # the bench's baseline (VIRTSTACK_BASELINE_FIXED_COST) asks it every time again.
+            cache = (
+                None if self.settings.baseline_fixed_cost else self.settings.pulumi_home / CLI_VERSION_CACHE
+            )
             try:
                 self._command = InterruptiblePulumiCommand(root=root, version_cache=cache)
             except (OSError, subprocess.CalledProcessError) as err:
@@ -277,7 +279,7 @@ class Engine:
         mode = StackInitMode.CREATE_OR_SELECT if create else StackInitMode.SELECT
         exists = self._exists.get(name)
         try:
-            if self.settings.engine_slow_start or exists is None or (not exists and not create):
+            if self.settings.baseline_fixed_cost or exists is None or (not exists and not create):
                 # Not known (or the bench's baseline): `pulumi stack select` finds out, as before.
                 handle = _Stack(name, self.workspace(), mode)
             else:

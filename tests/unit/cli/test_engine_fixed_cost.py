@@ -1,6 +1,6 @@
 """The engine's fixed cost per virtstack command (issue 15): no `pulumi version` once the binary's
 version is known, no `pulumi stack select` when the placement read already said whether the stack
-exists; the bench baseline (VIRTSTACK_ENGINE_SLOW_START=1) runs both again."""
+exists; the bench baseline (VIRTSTACK_BASELINE_FIXED_COST=1) runs both again."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def test_the_bench_baseline_runs_version_and_select_again(
 ) -> None:
     monkeypatch.setenv("FAKE_STACK", "deployed")
     for _ in range(2):
-        engine, log = _engine(tmp_path, "deployed", VIRTSTACK_ENGINE_SLOW_START="1")
+        engine, log = _engine(tmp_path, "deployed", VIRTSTACK_BASELINE_FIXED_COST="1")
         engine.previous_placement("s1")
         engine._stack("s1", create=True)
     assert _calls(log) == ["version", "stack output", "stack select"] * 2
