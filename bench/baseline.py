@@ -13,7 +13,8 @@ Turned back, each by one environment variable (BEFORE):
 - VIRTSTACK_BASELINE_FIXED_COST=1: issue 15's fixed-cost cuts turned back: `pulumi version` and
   `pulumi stack select` before the engine runs of every command again (virtstack/ops/engine.py,
   cliversion.py), and `up`'s VM check settling 3 s after the apply instead of after each VM's own
-  start (virtstack/ops/starts.py, verify.py).
+  start (virtstack/ops/starts.py, verify.py), and the program importing the pulumi-libvirt SDK in
+  every engine run (__main__.py; components/pulumi_libvirt.py imports it on first use).
 The CLI passes its environment to the engine, and the engine to the program and the provider.
 """
 
@@ -27,7 +28,8 @@ BEFORE = {
     "VIRTSTACK_ENGINE_FULL_UP": ("1", "apply through Stack.up()"),
     "VIRTSTACK_BASELINE_FIXED_COST": (
         "1",
-        "`pulumi version` + `stack select` every command, VM check settling after the apply",
+        "`pulumi version` + `stack select` every command, VM check settling after the apply, "
+        "pulumi_libvirt imported by every program run",
     ),
 }
 

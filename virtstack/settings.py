@@ -204,8 +204,9 @@ class Settings:
     no_trash: bool  # VIRTSTACK_NO_TRASH (`--no-trash`): delete disks outright
     engine_full_up: bool  # VIRTSTACK_ENGINE_FULL_UP: Stack.up()'s follow-up reads too (bench baseline)
     # VIRTSTACK_BASELINE_FIXED_COST: issue 15's fixed-cost cuts turned back (bench baseline): `pulumi
-    # version` and `pulumi stack select` before every command's engine runs, and `up`'s check of its
-    # VMs watching each for the settle window after the apply, not after the VM's own start
+    # version` and `pulumi stack select` before every command's engine runs, `up`'s check of its VMs
+    # watching each for the settle window after the apply, not after the VM's own start, and the
+    # program importing the pulumi-libvirt SDK in every run
     baseline_fixed_cost: bool
 
     @property
