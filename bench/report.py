@@ -11,7 +11,7 @@ TIMES = "\u00d7"  # the multiplication sign of ratios
 
 # (key, label, unit) in table order; a key missing from a run is shown as "—".
 SUMMARY = [
-    ("setup_cold_seconds", "`make setup`, fresh clone, empty caches (cold)  (target: make up ≤ 300)", "s"),
+    ("setup_cold_seconds", "`make up`'s setup, fresh clone, empty caches  (target: make up ≤ 300)", "s"),
     ("setup_warm_seconds", "`make setup`, everything cached (warm)", "s"),
     ("ready_all_n10_seconds_all_at_once", "10 real guests, up start → all agents answer: all at once", "s"),
     ("ready_all_n10_seconds_waves", "… started in waves (boot_concurrency default: 2 here)", "s"),

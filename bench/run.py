@@ -60,8 +60,10 @@ def section_setup(res: dict[str, Any], cold: bool = True) -> None:
         figs[f"setup_{name}_steps"] = row["steps"]
         report.write(res)
     res["notes"].append(
-        "setup cold = a fresh clone with empty VIRTSTACK_CACHE, Go module/build caches and pip cache; the "
-        "Debian packages and the running libvirt daemon are shared with the machine and stay (warm in both)"
+        "setup cold = `scripts/setup.sh --for up` (what `make up` runs before bringing the stack up) in "
+        "a fresh clone with empty VIRTSTACK_CACHE, Go module/build caches and pip cache; the Debian "
+        "packages and the running libvirt daemon are shared with the machine and stay (warm in both); "
+        "setup warm = the whole `make setup` (every step)"
     )
 
 

@@ -11,13 +11,25 @@
 #   venv       the project's virtualenv .venv with the project installed (editable)
 #   image      the Debian guest image (images/ensure-image.sh), rebuilt only when its recipe changes
 #   state      the local file backend for Pulumi state under .virtstack/
+#   libvirt-plugin  the engine's resource plugin for `backend: pulumi-libvirt` hosts (a Go build)
 # Each step's output goes to .virtstack/setup/STEP.log (printed when a step fails); timings at the end.
+#
+# `scripts/setup.sh --for up` (what `make up` runs) leaves out the steps no stack file in stacks/ needs:
+# the libvirt plugin's Go build (minutes when cold) runs only when one of them has a `backend:
+# pulumi-libvirt` host (`virtstack plan`/`up` stop with "make setup" if a stack gains one later).
+# `make setup` and `make test` run every step.
 set -euo pipefail
 # shellcheck source=scripts/env.sh
 . "$(dirname "$0")/env.sh"
 cd "$VIRTSTACK_ROOT"
 
 log() { printf '== setup: %s\n' "$*" >&2; }
+FOR=all
+case "${1:-}" in
+  --for) FOR=${2:?--for what: up}; [ "$FOR" = up ] || { log "--for: only 'up' is known, not '$FOR'"; exit 2; } ;;
+  "") ;;
+  *) log "usage: scripts/setup.sh [--for up]"; exit 2 ;;
+esac
 # since T0: seconds (one decimal) since T0=$EPOCHREALTIME (bash's own clock: bc may not be installed yet)
 since() { local us=$((${EPOCHREALTIME/./} - ${1/./})); printf '%d.%d' $((us / 1000000)) $((us % 1000000 / 100000)); }
 t_start=$EPOCHREALTIME
@@ -103,6 +115,10 @@ step_state() {
   echo "backend $PULUMI_BACKEND_URL ($(pulumi version))"
 }
 
+# needed_for_up TEST...: true for a whole setup, else (`--for up`) what TEST says.
+needed_for_up() { [ "$FOR" != up ] || "$@"; }
+stacks_use_pulumi_libvirt() { grep -Eqs '^[[:space:]]*backend:[[:space:]]*["'"'"']?pulumi-libvirt' stacks/*.yaml stacks/*.yml; }
+
 # step NAME [--after STEP...] -- COMMAND...: run COMMAND in the background once every STEP succeeded.
 STEPS=()
 step() {
@@ -150,7 +166,11 @@ step probe --after daemons -- step_probe
 step venv --after apt -- step_venv
 step image --after apt -- images/ensure-image.sh
 step state --after apt toolchain -- step_state
-step libvirt-plugin --after apt toolchain -- scripts/build-libvirt-plugin.sh  # pulumi-libvirt 0.5.4
+if needed_for_up stacks_use_pulumi_libvirt; then
+  step libvirt-plugin --after apt toolchain -- scripts/build-libvirt-plugin.sh  # pulumi-libvirt 0.5.4
+else
+  log "libvirt-plugin left out: no stack in stacks/ has a pulumi-libvirt host (make setup builds it)"
+fi
 # --------------------------------------------------------------------------------------------
 
 wait

@@ -143,3 +143,60 @@ def test_render_counts() -> None:
         "[warning] host a: kvm: TCG — fix: enable KVM\n"
         "0 error(s), 1 warning(s), 1 ok.\n"
     )
+
+
+class PluginEnv(FakeEnv):
+    def __init__(self, installed: bool) -> None:
+        super().__init__(OPEN)
+        self.installed = installed
+
+    def libvirt_plugin(self) -> tuple[str, bool]:
+        return "0.5.4", self.installed
+
+
+@pytest.mark.parametrize(
+    ("backend", "installed", "expected"),
+    [
+        ("pulumi-libvirt", False, ("error", "needs the engine's resource plugin libvirt 0.5.4, which is")),
+        ("pulumi-libvirt", True, ("ok", "resource plugin libvirt 0.5.4 is installed")),
+        ("native", False, None),  # the native backend needs no plugin: nothing to say
+    ],
+)
+def test_a_pulumi_libvirt_host_needs_its_plugin(
+    backend: str, installed: bool, expected: tuple[str, str] | None
+) -> None:
+    # `make up` builds the plugin only when a stack file asks for it: a stack that gains such a host
+    # later is stopped here, with the fix, before the engine fails to load the plugin.
+    spec = parse_spec(
+        f"""
+hosts:
+  local:
+    uri: qemu:///system
+    backend: {backend}
+    capacity: {{vcpus: 2, memory: 4GiB, disk: 20GiB}}
+    pools: {{vms: {{path: /srv/vms}}}}
+images: {{debian-12: {{source: /images/d.qcow2}}}}
+vms:
+  web: {{image: debian-12, vcpus: 1, memory: 512MiB, disk: 4GiB}}
+""",
+        "s.yaml",
+    )
+    found = [f for f in doctor.cheap_checks(spec, PluginEnv(installed)) if f.check == "plugin"]
+    if expected is None:
+        assert found == []
+        return
+    (finding,) = found
+    assert finding.level == expected[0] and expected[1] in finding.message
+    assert finding.fix == ("make setup (it builds and installs the plugin)" if not installed else "")
+
+
+def test_the_real_plugin_check_reads_pulumi_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import version
+
+    monkeypatch.setenv("PULUMI_HOME", str(tmp_path))
+    wanted, installed = doctor.LocalEnv(Path("/project")).libvirt_plugin()
+    assert (wanted, installed) == (version("pulumi-libvirt"), False)
+    plugin = tmp_path / "plugins" / f"resource-libvirt-v{wanted}" / "pulumi-resource-libvirt"
+    plugin.parent.mkdir(parents=True)
+    plugin.write_text("")
+    assert doctor.LocalEnv(Path("/project")).libvirt_plugin() == (wanted, True)

@@ -359,6 +359,25 @@ def test_domain_lifecycle_in_place_redefine_and_delete(
     assert DomainProvider().read(created.id, bigger).id == ""
 
 
+def test_a_domain_that_cannot_start_is_not_left_defined(
+    conn: libvirt.virConnect, pool: str, network: str, uid: str, monkeypatch: pytest.MonkeyPatch
+):
+    # The engine records no VM whose create failed: a domain left defined would be nobody's to delete
+    # (a later spec without the VM would never remove it). Its disk is a volume of its own: kept.
+    from virtstack.provider import lifecycle
+
+    def refuse(dom: libvirt.virDomain) -> None:
+        raise libvirt.libvirtError("internal error: qemu unexpectedly closed the monitor")
+
+    monkeypatch.setattr(lifecycle, "start", refuse)
+    VolumeProvider().create(volume_props(pool, "web-1-root.qcow2"))
+    props = domain_props(f"web-{uid}", pool, "web-1-root.qcow2", network)
+    with pytest.raises(libvirt.libvirtError, match="closed the monitor"):
+        DomainProvider().create(props)
+    assert props["name"] not in conn.listDefinedDomains() + [d.name() for d in conn.listAllDomains()]
+    assert "web-1-root.qcow2" in conn.storagePoolLookupByName(pool).listVolumes()
+
+
 def test_read_reports_a_domain_stopped_behind_our_back(
     conn: libvirt.virConnect, pool: str, network: str, uid: str
 ):

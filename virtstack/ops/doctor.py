@@ -20,7 +20,10 @@ Checks per host:
     * bridge: the host bridge of every bridge network exists (local: /sys/class/net; remote: libvirt);
     * memory / disk: free memory and pool space against what the stack places on the host;
     * credentials: an ssh `keyfile` exists, is readable and private; a TLS `pkipath` holds the
-      client certificate, key and CA.
+      client certificate, key and CA;
+    * plugin: a `backend: pulumi-libvirt` host has the engine's resource plugin `libvirt` at the
+      pulumi-libvirt SDK's version (`make up` builds it only when a stack file asks for it;
+      `make setup` always does).
 """
 
 from __future__ import annotations
@@ -94,6 +97,20 @@ class LocalEnv:
             return name, entry.pw_uid, groups
         except (KeyError, ImportError):
             return name, None, set()
+
+    def libvirt_plugin(self) -> tuple[str, bool]:
+        """The resource plugin `libvirt` the pulumi-libvirt SDK asks the engine for: its version, and
+        whether it is installed where the engine looks (PULUMI_HOME's plugins directory)."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        from virtstack.settings import Settings
+
+        try:
+            wanted = version("pulumi-libvirt")
+        except PackageNotFoundError:
+            return "?", False
+        home = Settings.from_env(dict(os.environ)).pulumi_home
+        return wanted, (home / "plugins" / f"resource-libvirt-v{wanted}" / "pulumi-resource-libvirt").exists()
 
     def probe(self) -> dict[str, Any] | None:
         try:
@@ -246,7 +263,25 @@ def cheap_checks(spec: StackSpec, env: LocalEnv) -> list[Finding]:
             out += _pool_checks(name, host, env)
             out += _bridge_checks_local(name, host, env)
         out += _credential_checks(name, host, env)
+        if host.backend == "pulumi-libvirt":
+            out += _plugin_checks(name, env)
     return out
+
+
+def _plugin_checks(name: str, env: LocalEnv) -> list[Finding]:
+    wanted, installed = env.libvirt_plugin()
+    if installed:
+        return [Finding(name, "plugin", "ok", f"resource plugin libvirt {wanted} is installed")]
+    return [
+        Finding(
+            name,
+            "plugin",
+            "error",
+            f"backend pulumi-libvirt needs the engine's resource plugin libvirt {wanted}, "
+            "which is not installed",
+            "make setup (it builds and installs the plugin)",
+        )
+    ]
 
 
 # ------------------------------------------------------------------------------- checks over libvirt

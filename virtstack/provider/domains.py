@@ -79,6 +79,18 @@ _STATE_NAMES = {
 }
 
 
+def _forget_new_domain(dom: libvirt.virDomain) -> None:
+    """A domain this create defined but could not start: the engine records no such VM, so left
+    defined it would be nobody's to delete. Its disks are volumes of their own (kept). Best effort:
+    the start's own error is the one reported."""
+    try:
+        if dom.isActive():
+            dom.destroy()
+        lifecycle.undefine(dom)
+    except libvirt.libvirtError as err:
+        pulumi.log.warn(f"vm {dom.name()}: could not undefine it after its failed start ({err})")
+
+
 def _drops_firmware_state(old: DomainProps, new: DomainProps) -> bool:
     """UEFI turned off or the TPM removed: the NVRAM file / swtpm state must go with it."""
     return (old.firmware != "bios" and new.firmware == "bios") or (old.tpm and not new.tpm)
@@ -138,9 +150,19 @@ class DomainProvider(Provider[DomainProps]):
             dom = conn.defineXML(xml.domain_xml(props, old.UUIDString() if old else None))
             dom.setAutostart(1 if props.autostart else 0)
             if props.running:  # in waves per host: see virtstack.provider.boot
-                start_in_wave(
-                    conn, dom, props.target.uri, props.boot_concurrency, props.domain_type, lifecycle.start
-                )
+                try:
+                    start_in_wave(
+                        conn,
+                        dom,
+                        props.target.uri,
+                        props.boot_concurrency,
+                        props.domain_type,
+                        lifecycle.start,
+                    )
+                except BaseException:
+                    if old is None:
+                        _forget_new_domain(dom)
+                    raise
             return _observe(dom, inputs, props)
 
         outs = with_connection(props.target.uri, op)
