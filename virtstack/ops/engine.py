@@ -22,6 +22,7 @@ writing the engine's full output to a log file under the project's log directory
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import json
 import os
@@ -37,7 +38,12 @@ from typing import Any, Protocol
 from pulumi import automation as auto
 from pulumi.automation import events
 from pulumi.automation._stack import StackInitMode
-from pulumi.automation.errors import CommandError, ConcurrentUpdateError, StackNotFoundError
+from pulumi.automation.errors import (
+    CommandError,
+    ConcurrentUpdateError,
+    StackAlreadyExistsError,
+    StackNotFoundError,
+)
 
 from virtstack.errors import VirtstackError
 from virtstack.locks import StackLock, clear_stale_locks, stack_locks
@@ -284,7 +290,8 @@ class Engine:
                 handle = _Stack(name, self.workspace(), mode)
             else:
                 if not exists:  # the placement read found no such stack: create it (`stack init`)
-                    self.workspace().create_stack(name)
+                    with contextlib.suppress(StackAlreadyExistsError):  # another run just did
+                        self.workspace().create_stack(name)
                     self._exists[name] = True
                 handle = _Stack(name, self.workspace(), mode, select=False)
             self._stacks[name] = handle
