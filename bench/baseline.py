@@ -9,7 +9,12 @@ Turned back, each by one environment variable (BEFORE):
   (virtstack/provider/connection.py);
 - PULUMI_PARALLEL 16 -> 8: the engine's own default on two cores;
 - VIRTSTACK_ENGINE_FULL_UP=1: the apply through Stack.up() again, with the Automation API's
-  follow-up `stack output` x2 and `stack history` (virtstack/ops/engine.py).
+  follow-up `stack output` x2 and `stack history` (virtstack/ops/engine.py);
+- VIRTSTACK_BASELINE_FIXED_COST=1: issue 15's fixed-cost cuts turned back: `pulumi version` and
+  `pulumi stack select` before the engine runs of every command again (virtstack/ops/engine.py,
+  cliversion.py), and `up`'s VM check settling 3 s after the apply instead of after each VM's own
+  start (virtstack/ops/starts.py, verify.py), and the program importing the pulumi-libvirt SDK in
+  every engine run (__main__.py; components/pulumi_libvirt.py imports it on first use).
 The CLI passes its environment to the engine, and the engine to the program and the provider.
 """
 
@@ -21,6 +26,11 @@ BEFORE = {
     "VIRTSTACK_CONNECTIONS_PER_HOST": ("1", "CONNECTIONS_PER_HOST = 1"),
     "PULUMI_PARALLEL": ("8", "ENGINE_PARALLEL = 8"),
     "VIRTSTACK_ENGINE_FULL_UP": ("1", "apply through Stack.up()"),
+    "VIRTSTACK_BASELINE_FIXED_COST": (
+        "1",
+        "`pulumi version` + `stack select` every command, VM check settling after the apply, "
+        "pulumi_libvirt imported by every program run",
+    ),
 }
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import baseline
 from bench.harness import PulumiStack, cleanup, log, purge_instance, start_instance
 from bench.reader import read_all
 from bench.sim import timed_with_rss
@@ -73,14 +74,16 @@ def _cli_plan_seconds(stack: PulumiStack, root_config) -> float | None:
     return seconds if proc.returncode == 0 else None
 
 
-def _cli_seconds(stack: PulumiStack, root_config: Path, *args: str) -> float | None:
+def _cli_seconds(
+    stack: PulumiStack, root_config: Path, *args: str, env: dict[str, str] | None = None
+) -> float | None:
     exe = PROJECT_ROOT / ".venv/bin/virtstack"
     shutil.copy(stack.config_file, root_config)
     t0 = time.perf_counter()
     proc = subprocess.run(
         [str(exe), *args, "--stack", stack.stack],
         cwd=PROJECT_ROOT,
-        env=stack.env,
+        env={**stack.env, **(env or {})},
         capture_output=True,
         text=True,
         timeout=1200,
@@ -131,6 +134,12 @@ def run(prefix: str, subnet0: int, repeats: int = 3) -> dict[str, Any]:
                 # The floor of a no-change run (bench/reader.py), then a no-change `virtstack up`.
                 out["floor_read_200"] = read_all(list(uris.values()), prefix)
                 out["noop_up_200_seconds"] = _cli_seconds(stack, root_config, "up", "--yes")
+                # The same two with the optimisations turned back (bench/baseline.py), right after.
+                before = baseline.baseline_env()
+                out["cli_plan_before_200_seconds"] = _cli_seconds(stack, root_config, "plan", env=before)
+                out["noop_up_before_200_seconds"] = _cli_seconds(
+                    stack, root_config, "up", "--yes", env=before
+                )
         out["preview_ratio_200_20"] = out["preview_200_seconds"] / out["preview_20_seconds"]
         if "cli_plan_200_seconds" in out and "cli_plan_20_seconds" in out:
             out["cli_plan_ratio_200_20"] = out["cli_plan_200_seconds"] / out["cli_plan_20_seconds"]

@@ -85,6 +85,8 @@ SUMMARY = [
     ("plan_floor_ratio_200", "`virtstack plan` 200 ÷ that floor  (target ≤ 3)", TIMES),
     ("noop_up_200_seconds", "no-change `virtstack up`, 200 VMs over 10 hosts", "s"),
     ("noop_up_floor_ratio_200", "no-change up 200 ÷ the floor  (target ≤ 3)", TIMES),
+    ("plan_floor_ratio_before_200", "`virtstack plan` 200 ÷ the floor, before (baseline.py)", TIMES),
+    ("noop_up_floor_ratio_before_200", "no-change up 200 ÷ the floor, before (baseline.py)", TIMES),
     ("up_200_maxrss_bytes", "peak RSS of a 200-VM `pulumi up`, largest process", "MiB"),
     ("up_200_engine_maxrss_bytes", "… the engine (pulumi)", "MiB"),
     ("up_200_provider_maxrss_bytes", "… the provider", "MiB"),

@@ -356,6 +356,8 @@ def section_preview(res: dict[str, Any], repeats: int) -> None:
         figs["plan_floor_ratio_200"] = _ratio(out.get("cli_plan_200_seconds"), floor)
         figs["noop_up_200_seconds"] = out.get("noop_up_200_seconds")
         figs["noop_up_floor_ratio_200"] = _ratio(out.get("noop_up_200_seconds"), floor)
+        figs["plan_floor_ratio_before_200"] = _ratio(out.get("cli_plan_before_200_seconds"), floor)
+        figs["noop_up_floor_ratio_before_200"] = _ratio(out.get("noop_up_before_200_seconds"), floor)
     rss = out.get("up_200_maxrss") or {}
     if rss:
         figs["up_200_maxrss_bytes"] = max(rss.values())

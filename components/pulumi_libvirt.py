@@ -11,20 +11,27 @@ record is its owner volume, as the native backend writes it.
 Differences from the native backend, by the Terraform core, not by choice: a domain is replaced
 (deleted and defined again: new UUID, the VM restarts, disks kept) on any vCPU/memory/disk/NIC change;
 a disk cannot grow in place (a larger size replaces the volume); deleted disks are deleted, not trashed.
+
+The `pulumi_libvirt` SDK (~0.2 s to import, with parver) is imported on first use: a stack of native
+hosts only never pays it, in every engine run of every `plan` and `up`.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
 import pulumi
-import pulumi_libvirt as pl
 
 from virtstack import contract
 from virtstack.contract import MIB, Owner
 from virtstack.errors import VirtstackError
 from virtstack.props import DomainProps, NetworkProps, PoolProps, VolumeProps
 from virtstack.provider.xml import METADATA_NS
+
+if TYPE_CHECKING:
+    import pulumi_libvirt as pl
 
 BACKEND = "pulumi-libvirt"
 NATIVE = "native"
@@ -49,6 +56,8 @@ def _named(opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
 
 def provider(host: str, uri: str, parent: pulumi.Resource) -> pl.Provider:
     """The host's one provider: every pulumi-libvirt resource below the host goes through it."""
+    import pulumi_libvirt as pl  # on first use (see the module's docstring)
+
     return pl.Provider(f"{host}-libvirt", uri=uri, opts=pulumi.ResourceOptions(parent=parent))
 
 
@@ -102,6 +111,8 @@ def unsupported(what: str, host: str) -> VirtstackError:
 
 def pool(name: str, props: PoolProps, owner: Owner, opts: pulumi.ResourceOptions) -> pl.Pool:
     """A `dir` pool and, right after it, its owner record (an empty volume in it)."""
+    import pulumi_libvirt as pl  # on first use (see the module's docstring)
+
     if props.external or props.path is None:
         raise unsupported(f"the external pool {props.name}", props.target.where)
     created = pl.Pool(name, name=props.name, type="dir", path=props.path, opts=_named(opts))
@@ -116,6 +127,8 @@ def pool(name: str, props: PoolProps, owner: Owner, opts: pulumi.ResourceOptions
 
 
 def network(name: str, props: NetworkProps, opts: pulumi.ResourceOptions) -> pl.Network:
+    import pulumi_libvirt as pl  # on first use (see the module's docstring)
+
     if props.external:
         raise unsupported(f"the external network {props.name}", props.target.where)
     return pl.Network(
@@ -138,6 +151,8 @@ def volume(
     base: pl.Volume | None = None,
 ) -> pl.Volume:
     """A base image (copied from its file), a root disk (copy-on-write over `base`) or a data disk."""
+    import pulumi_libvirt as pl  # on first use (see the module's docstring)
+
     if props.external:
         raise unsupported(f"the external image {props.name}", props.target.where)
     if props.role == "base":
@@ -157,6 +172,8 @@ def volume(
 
 
 def seed(name: str, props: VolumeProps, opts: pulumi.ResourceOptions) -> pl.CloudInitDisk:
+    import pulumi_libvirt as pl  # on first use (see the module's docstring)
+
     return pl.CloudInitDisk(
         name,
         name=props.name,
@@ -177,6 +194,8 @@ def domain(
     opts: pulumi.ResourceOptions,
 ) -> pl.Domain:
     """`disks`: root first, then data disks, as `props.disks` lists them (the seed is `cloudinit`)."""
+    import pulumi_libvirt as pl  # on first use (see the module's docstring)
+
     return pl.Domain(
         name,
         name=props.name,
@@ -202,3 +221,12 @@ def domain(
             pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(replace_on_changes=_DOMAIN_NEW))
         ),
     )
+
+
+def __getattr__(name: str) -> ModuleType:
+    """`pulumi_libvirt.pl` for callers' isinstance checks, imported on first use."""
+    if name == "pl":
+        import pulumi_libvirt
+
+        return pulumi_libvirt
+    raise AttributeError(name)

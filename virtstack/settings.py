@@ -203,6 +203,11 @@ class Settings:
     connect_timeout: float  # VIRTSTACK_CONNECT_TIMEOUT: seconds an open may take before a host is hung
     no_trash: bool  # VIRTSTACK_NO_TRASH (`--no-trash`): delete disks outright
     engine_full_up: bool  # VIRTSTACK_ENGINE_FULL_UP: Stack.up()'s follow-up reads too (bench baseline)
+    # VIRTSTACK_BASELINE_FIXED_COST: issue 15's fixed-cost cuts turned back (bench baseline): `pulumi
+    # version` and `pulumi stack select` before every command's engine runs, `up`'s check of its VMs
+    # watching each for the settle window after the apply, not after the VM's own start, and the
+    # program importing the pulumi-libvirt SDK in every run
+    baseline_fixed_cost: bool
 
     @property
     def shared_backend(self) -> bool:
@@ -238,6 +243,7 @@ class Settings:
             connect_timeout=_number(env, "VIRTSTACK_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT, float),
             no_trash=_flag(env, "VIRTSTACK_NO_TRASH"),
             engine_full_up=_flag(env, "VIRTSTACK_ENGINE_FULL_UP"),
+            baseline_fixed_cost=_flag(env, "VIRTSTACK_BASELINE_FIXED_COST"),
         )
 
     def _variables(self) -> dict[str, str]:

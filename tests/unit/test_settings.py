@@ -88,10 +88,12 @@ def test_knobs_the_bench_baseline_turns(tmp_path: Path) -> None:
             "VIRTSTACK_PROVIDER_THREADS": "4",
             "VIRTSTACK_CONNECTIONS_PER_HOST": "1",
             "VIRTSTACK_ENGINE_FULL_UP": "1",
+            "VIRTSTACK_BASELINE_FIXED_COST": "1",
         }
     )
     assert (turned.provider_threads, turned.connections_per_host, turned.parallel) == (4, 1, 4)
     assert turned.engine_full_up and not Settings.from_env({}).engine_full_up
+    assert turned.baseline_fixed_cost and not Settings.from_env({}).baseline_fixed_cost
 
 
 def test_one_pulumi_version_the_sdk_pin_and_the_language_host_follow() -> None:

@@ -149,3 +149,52 @@ def test_a_pool_busy_with_libvirt_jobs_is_refreshed_once_they_end() -> None:
 
     with pytest.raises(libvirt.libvirtError, match="cannot open directory"):
         refresh_pool(BrokenPool(), wait=5)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------- settle from each VM's own start (issue 15)
+
+
+class CountingDomain(FakeDomain):
+    def __init__(self, states: list[tuple[int, int]]) -> None:
+        super().__init__(states)
+        self.reads = 0
+
+    def state(self) -> list[int]:
+        self.reads += 1
+        return super().state()
+
+
+@pytest.mark.parametrize(
+    ("started", "reads"),
+    [
+        # (the fake clock advances 1 s per look, i.e. per round of reads)
+        # not started by this up (or the baseline): watched for the whole window from now, as before
+        (None, 3),
+        ({}, 3),
+        # started 10 s before the check (clock 0 = the check's start): one read is enough
+        ({"a": -10.0}, 1),
+        # started 1 s before: the rest of its window
+        ({"a": -1.0}, 2),
+        # a start time "after now" is taken as now
+        ({"a": 50.0}, 3),
+        # another VM's start says nothing about this one
+        ({"b": -10.0}, 3),
+    ],
+)
+def test_the_settle_window_counts_from_each_vms_start(started: dict[str, float] | None, reads: int) -> None:
+    dom = CountingDomain([RUNNING])
+    assert run(FakeConn({"a": dom}), outputs("a"), settle=3, started=started) == []
+    assert dom.reads == reads
+
+
+def test_a_vm_that_pauses_within_its_window_is_still_caught() -> None:
+    dom = CountingDomain([RUNNING, PAUSED_UNKNOWN])
+    problems = run(FakeConn({"a": dom}), outputs("a"), settle=3, started={"a": -1.0})
+    assert len(problems) == 1 and "paused (unknown reason" in problems[0]
+
+
+def test_the_last_started_vm_decides_how_long_all_are_watched() -> None:
+    early, late = CountingDomain([RUNNING]), CountingDomain([RUNNING])
+    conn = FakeConn({"a": early, "b": late})
+    assert run(conn, outputs("a", "b"), settle=3, started={"a": -10.0, "b": -1.0}) == []
+    assert (early.reads, late.reads) == (2, 2)

@@ -22,6 +22,8 @@ from virtstack.ops.classify import Plan
 from virtstack.ops.errors import Refused
 from virtstack.ops.progress import Progress
 from virtstack.ops.render import render_plan
+from virtstack.ops.starts import DomainStarts
+from virtstack.settings import Settings
 from virtstack.spec.loader import load_spec
 from virtstack.units import format_size
 
@@ -81,6 +83,11 @@ def up_command(
     svc = services(ctx)
     engine = svc.engine()
     progress = Progress(click.echo, svc.clock)
+    starts = DomainStarts()  # when each domain was started: the VM check settles from there
+
+    def on_event(event: Any) -> None:
+        progress(event)
+        starts(event)
 
     def show(plan: Plan) -> None:
         click.echo(render_plan(plan, name, "table"), nl=False)
@@ -104,7 +111,7 @@ def up_command(
         allow_data_loss=allow_data_loss,
         confirm=confirm,
         on_plan=show,
-        on_event=progress,
+        on_event=on_event,
         run=make_runner(ctx, name, "up"),
     )
     if result.applied:
@@ -114,7 +121,9 @@ def up_command(
         click.echo("Nothing to do.")
         outputs = engine.outputs(name) if wait == "ready" else {}
     if outputs:
-        _check_vms(ctx, name, outputs, wait == "ready", timeout)
+        # The bench's baseline settles from the end of the apply, as before (virtstack.settings).
+        started = None if Settings.from_env(svc.environ).baseline_fixed_cost else starts.at
+        _check_vms(ctx, name, outputs, wait == "ready", timeout, started)
         lines = vm_lines(outputs)
         if lines:
             click.echo(f"VMs of stack {name}:")
@@ -123,10 +132,17 @@ def up_command(
         _purge_expired_trash(ctx, name)
 
 
-def _check_vms(ctx: click.Context, stack: str, outputs: dict[str, Any], ready: bool, timeout: float) -> None:
+def _check_vms(
+    ctx: click.Context,
+    stack: str,
+    outputs: dict[str, Any],
+    ready: bool,
+    timeout: float,
+    started: dict[str, float] | None = None,
+) -> None:
     if ready:
         click.echo(f"Waiting for the guest agent of each VM (up to {timeout:.0f} s)…")
-    problems = services(ctx).check_vms(outputs, wait_ready=ready, timeout=timeout)
+    problems = services(ctx).check_vms(outputs, wait_ready=ready, timeout=timeout, started=started)
     if problems:
         lines = "\n".join(f"  {p}" for p in problems)
         raise Refused(f"stack {stack} is applied, but {len(problems)} VM(s) are not as asked:\n{lines}")

@@ -2,7 +2,10 @@
 only and virtstack asks the engine to stop exactly once (a graceful cancel).
 
 Public API:
-    InterruptiblePulumiCommand(root=None)  -- a PulumiCommand for the Automation API
+    InterruptiblePulumiCommand(root=None, version_cache=None)  -- a PulumiCommand for the Automation API;
+                                              with version_cache (a file), the CLI's version comes
+                                              from there (virtstack.ops.cliversion) instead of one
+                                              more `pulumi version` process per virtstack command
         .interrupt(force=False) -> bool    -- SIGINT (force: SIGKILL) to every running child
     EngineInterrupted                      -- raised for a command asked to start after an interrupt
 """
@@ -15,9 +18,16 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from pulumi.automation._cmd import CommandResult, PulumiCommand
+from pulumi.automation._cmd import (
+    _MINIMUM_VERSION,
+    _SKIP_VERSION_CHECK_VAR,
+    CommandResult,
+    PulumiCommand,
+    _parse_and_validate_pulumi_version,
+)
 from pulumi.automation.errors import create_command_error
 
 from virtstack.locks import holder_record
@@ -39,8 +49,19 @@ class InterruptiblePulumiCommand(PulumiCommand):
     stack; the second terminates it.
     """
 
-    def __init__(self, root: str | None = None) -> None:
-        super().__init__(root=root)
+    def __init__(self, root: str | None = None, version_cache: Path | None = None) -> None:
+        if version_cache is None:
+            super().__init__(root=root)  # runs `pulumi version`
+        else:
+            # PulumiCommand.__init__'s own steps, with the version remembered per binary.
+            from virtstack.ops.cliversion import cli_version
+
+            self.command = os.path.join(root, "bin", "pulumi") if root else "pulumi"
+            self.version = _parse_and_validate_pulumi_version(
+                min_version=_MINIMUM_VERSION,
+                current_version=cli_version(self.command, version_cache),
+                opt_out=os.getenv(_SKIP_VERSION_CHECK_VAR) is not None,
+            )
         self._processes: set[subprocess.Popen[str]] = set()
         self._lock = threading.Lock()
         self._interrupted = False

@@ -22,6 +22,7 @@ writing the engine's full output to a log file under the project's log directory
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import json
 import os
@@ -37,7 +38,12 @@ from typing import Any, Protocol
 from pulumi import automation as auto
 from pulumi.automation import events
 from pulumi.automation._stack import StackInitMode
-from pulumi.automation.errors import CommandError, ConcurrentUpdateError, StackNotFoundError
+from pulumi.automation.errors import (
+    CommandError,
+    ConcurrentUpdateError,
+    StackAlreadyExistsError,
+    StackNotFoundError,
+)
 
 from virtstack.errors import VirtstackError
 from virtstack.locks import StackLock, clear_stale_locks, stack_locks
@@ -61,6 +67,10 @@ __all__ = [
 OnEvent = Callable[[events.EngineEvent], None]
 
 _STACK_TYPE = "pulumi:pulumi:Stack"
+# `pulumi stack output NAME` of a stack that exists but has no such output (never deployed) says:
+_NO_OUTPUT = "does not have output property"
+# In PULUMI_HOME: the version of each `pulumi` binary used (virtstack.ops.cliversion).
+CLI_VERSION_CACHE = "virtstack-cli-versions.json"
 
 
 class _Stack(auto.Stack):
@@ -70,6 +80,16 @@ class _Stack(auto.Stack):
     every secret) and `stack history --show-secrets` to fill its UpResult: about a second per apply,
     measured, for figures virtstack takes from the event stream instead (the root resource's outputs
     event, with secrets masked, which is how the CLI shows them anyway)."""
+
+    def __init__(
+        self, name: str, workspace: auto.Workspace, mode: StackInitMode, *, select: bool = True
+    ) -> None:
+        if select:
+            super().__init__(name, workspace, mode)  # `pulumi stack select` (mode: create it if missing)
+            return
+        # Every operation names its stack (--stack): selecting it first only makes it the workspace's
+        # current stack, for one more process (~0.1 s).  The caller knows the stack exists.
+        self.name, self.workspace, self._mode = name, workspace, mode
 
     def apply(self, **kwargs: Any) -> None:
         # Instance attributes shadow the two follow-up methods for this one call.
@@ -219,6 +239,8 @@ class Engine:
         self._stacks: dict[str, _Stack] = {}
         self._command_lock = threading.Lock()  # the engine thread and a Ctrl-C may both ask for it
         self._lease: Lease | None = None  # a shared backend's lease on the stack being changed
+        # stack -> whether it exists, as the placement read found out (absent: not known)
+        self._exists: dict[str, bool] = {}
 
     # ----------------------------------------------------------------- plumbing
 
@@ -233,10 +255,13 @@ class Engine:
                 raise VirtstackError("the Pulumi CLI is not installed (run `make setup`)")
             # An absolute command: PulumiCommand puts its directory (with the language host) first on PATH.
             root = str(Path(found).parent.parent) if Path(found).parent.name == "bin" else None
+            # The CLI's version, remembered per binary (one `pulumi version` less per command);
+            # the bench's baseline (VIRTSTACK_BASELINE_FIXED_COST) asks it every time again.
+            cache = (
+                None if self.settings.baseline_fixed_cost else self.settings.pulumi_home / CLI_VERSION_CACHE
+            )
             try:
-                self._command = (
-                    InterruptiblePulumiCommand(root=root) if root else InterruptiblePulumiCommand()
-                )
+                self._command = InterruptiblePulumiCommand(root=root, version_cache=cache)
             except (OSError, subprocess.CalledProcessError) as err:
                 raise VirtstackError(f"cannot run the Pulumi CLI {found}: {err}") from None
         return self._command
@@ -258,8 +283,18 @@ class Engine:
         if handle is not None:
             return handle
         mode = StackInitMode.CREATE_OR_SELECT if create else StackInitMode.SELECT
+        exists = self._exists.get(name)
         try:
-            handle = self._stacks[name] = _Stack(name, self.workspace(), mode)
+            if self.settings.baseline_fixed_cost or exists is None or (not exists and not create):
+                # Not known (or the bench's baseline): `pulumi stack select` finds out, as before.
+                handle = _Stack(name, self.workspace(), mode)
+            else:
+                if not exists:  # the placement read found no such stack: create it (`stack init`)
+                    with contextlib.suppress(StackAlreadyExistsError):  # another run just did
+                        self.workspace().create_stack(name)
+                    self._exists[name] = True
+                handle = _Stack(name, self.workspace(), mode, select=False)
+            self._stacks[name] = handle
             return handle
         except StackNotFoundError:
             raise StackNotFound(name) from None
@@ -308,9 +343,10 @@ class Engine:
             # Fail fast: previewing against a stack another update is changing gives a plan that is
             # stale before it is shown, and applying it would fail on the lock anyway.
             raise self._locked(stack, held)
-        handle = self._stack(stack, create=create)
         if method in ("preview", "apply", "up"):
+            # First: its answer also says whether the stack exists (no `stack select` needed then).
             self._pass_previous_placement(stack)
+        handle = self._stack(stack, create=create)
         seen: list[events.EngineEvent] = []
         output: list[str] = []
         lock = threading.Lock()
@@ -349,7 +385,15 @@ class Engine:
         try:
             out = self._command_or_fail().run(args, str(self.project.root), env).stdout
             placement = json.loads(out or "{}")
-        except (CommandError, ValueError):  # never deployed, or no such output yet
+            self._exists.setdefault(stack, True)
+        except StackNotFoundError:  # never created
+            placement = {}
+            self._exists.setdefault(stack, False)
+        except CommandError as err:  # no such output yet (never deployed), or a failure: not known
+            placement = {}
+            if _NO_OUTPUT in str(err):
+                self._exists.setdefault(stack, True)
+        except ValueError:
             placement = {}
         env[PREVIOUS_PLACEMENT_ENV] = json.dumps(placement if isinstance(placement, dict) else {})
         workspace.env_vars = env  # every later command of this workspace passes it on

@@ -1,12 +1,14 @@
 """After `up`: ask libvirt how each VM really is, instead of trusting what the apply recorded.
 
 Public API:
-    verify_vms(outputs, *, wait_ready=False, timeout=300, settle=3, open_uri=libvirt.open,
+    verify_vms(outputs, *, wait_ready=False, timeout=300, settle=3, started=None, open_uri=libvirt.open,
                clock=time.monotonic, sleep=time.sleep) -> list[VmProblem]
         Re-reads each VM of the stack's `vms` output from its host. A VM that should run but is
         paused, crashed or shut off is a problem (with libvirt's reason and its log paths); VMs are
-        watched for `settle` seconds, since a guest that QEMU cannot run pauses a moment after its
-        start. With `wait_ready`, also waits until each running VM's guest agent answers.
+        watched until `settle` seconds after their start, since a guest that QEMU cannot run pauses
+        a moment after its start. `started` (domain name -> `clock` time, virtstack.ops.starts) says
+        when this `up` started each domain at the latest; a VM not in it counts from now. With
+        `wait_ready`, also waits until each running VM's guest agent answers.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def verify_vms(
     wait_ready: bool = False,
     timeout: float = 300.0,
     settle: float = 3.0,
+    started: Mapping[str, float] | None = None,
     open_uri: Callable[[str], libvirt.virConnect] = libvirt.open,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -102,6 +105,12 @@ def verify_vms(
     problems: dict[str, VmProblem] = {}
     ready: set[str] = set()
     start = clock()
+    # When each VM's settle window began: its (re)start in this `up` (the engine reported it done
+    # after libvirt started it), else now; never later than now.
+    since = {
+        name: min(start, (started or {}).get(str(vm.get("domain") or name), start))
+        for name, vm in wanted.items()
+    }
     try:
         while True:
             for name, vm in sorted(wanted.items()):
@@ -127,9 +136,11 @@ def verify_vms(
                     problems[name] = VmProblem(name, host, text)
                 elif wait_ready and name not in ready and agent_answers(dom):
                     ready.add(name)
-            elapsed = clock() - start
+            now = clock()
+            elapsed = now - start
             pending = [n for n in wanted if n not in problems and n not in ready]
-            if elapsed >= settle and (not wait_ready or not pending):
+            settled = all(now - since[n] >= settle for n in wanted if n not in problems)
+            if settled and (not wait_ready or not pending):
                 break
             if wait_ready and elapsed >= timeout:
                 for name in pending:

@@ -312,6 +312,22 @@ def test_up_fails_when_a_vm_is_not_running_after_apply(tmp_path: Path) -> None:
     )
     assert "rec-vm: running" not in result.stdout
     assert [(c["wait_ready"], c["timeout"]) for c in calls] == [(True, 42.0)]
+    # The check settles each VM from its own start, as the apply's events reported it (issue 15).
+    assert list(calls[0]["started"]) == ["rec-vm"]
+
+
+def test_the_bench_baseline_settles_from_the_end_of_the_apply(tmp_path: Path) -> None:
+    calls: list[dict[str, Any]] = []
+    services = make_services(
+        tmp_path / "project",
+        FakeEngine(preview="plan-create", up="up-create", outputs=VM_OUTPUTS),
+        verify_calls=calls,
+        environ={"VIRTSTACK_BASELINE_FIXED_COST": "1"},
+    )
+    (tmp_path / "project/stacks/rec.yaml").write_text(STACK_YAML)
+    result = CliRunner().invoke(cli, ["up", "-s", "rec", "--yes"], obj=services)
+    assert result.exit_code == 0, result.output
+    assert [c["started"] for c in calls] == [None]
 
 
 def test_up_with_nothing_to_do(tmp_path: Path) -> None:
