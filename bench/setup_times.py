@@ -53,11 +53,22 @@ def run_setup(root: Path, env: dict[str, str], timeout: float, *args: str) -> di
     return row
 
 
-def _env(extra: dict[str, str]) -> dict[str, str]:
+def _env(extra: dict[str, str], cold: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTSTACK_", "PULUMI_"))}
     env.pop("PYTHONPATH", None)
+    if cold:
+        # `make bench` runs under scripts/env.sh: its PATH holds this machine's built toolchain (which
+        # build-toolchain.sh would take as "a pulumi already on PATH") and this checkout's venv.
+        env["PATH"] = os.pathsep.join(
+            d for d in env.get("PATH", "").split(os.pathsep) if d and not _holds_pulumi_or_project(d)
+        )
     env.update(extra)
     return env
+
+
+def _holds_pulumi_or_project(directory: str) -> bool:
+    path = Path(directory)
+    return (path / "pulumi").exists() or path.is_relative_to(PROJECT_ROOT)
 
 
 def warm() -> dict[str, Any]:
@@ -66,6 +77,8 @@ def warm() -> dict[str, Any]:
 
 def cold() -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="vsb-setup-cold-"))
+    # mkdtemp makes it 0700: QEMU's user could not read the probe's kernel in the cache below it.
+    tmp.chmod(0o755)
     try:
         repo = tmp / "repo"
         subprocess.run(["git", "clone", "-q", str(PROJECT_ROOT), str(repo)], check=True)
@@ -79,7 +92,8 @@ def cold() -> dict[str, Any]:
                 "GOMODCACHE": str(tmp / "gomod"),
                 "GOCACHE": str(tmp / "gocache"),
                 "PIP_CACHE_DIR": str(tmp / "pip"),
-            }
+            },
+            cold=True,
         )
         row = run_setup(repo, env, COLD_TIMEOUT, "--for", "up")
         row["commit"] = head
