@@ -145,8 +145,8 @@ def _evidence(key: str, figs: dict[str, Any]) -> str:
             f"budget over the floor {floor * (limit - 1):.2f} s; `pulumi up --skip-preview` alone "
             f"{engine:.2f} s = {engine / floor:.2f}{TIMES} the floor; on top of it the CLI's refreshing "
             f"preview and saved plan {_s(bd.get('cli_preview_phase'))} s and, after the engine's last "
-            f"operation, {_s(bd.get('engine_tail'))} s (outputs and the VM check, which watches each VM 3 s from its "
-            "start for a guest QEMU pauses)"
+            f"operation, {_s(bd.get('engine_tail'))} s (outputs and the VM check, which watches each "
+            "VM 3 s from its start for a guest QEMU pauses)"
         )
     if key in ("noop_up_floor_ratio_200", "plan_floor_ratio_200"):
         return (
