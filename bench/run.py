@@ -267,6 +267,9 @@ def section_backends(res: dict[str, Any], rounds: int, n: int = 10) -> None:
             prefix = new_prefix("b")
             spec = fleet_spec(prefix, n, {"local": LOCAL_URI}, 160 + (r % 20))
             spec["hosts"]["local"]["backend"] = backend
+            # pulumi-libvirt starts every domain at once: so does the native host here (its default
+            # boots in waves as guests come up, which the `waves` section measures).
+            spec["hosts"]["local"]["boot_concurrency"] = n
             try:
                 # This tree's code for the CLI too (as for virtstack-before), not an installed copy.
                 env = {"PULUMI_PARALLEL": "", "PYTHONPATH": f"{TRACE_DIR}:{PROJECT_ROOT}"}
