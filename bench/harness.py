@@ -39,6 +39,20 @@ def _quiet(_ctx: object, _err: object) -> None:
 libvirt.registerErrorHandler(_quiet, None)
 
 
+def start_group(cmd: list[str], cwd: Path | str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`cmd` with its output captured, in a session of its own, so that a timeout can end it and
+    everything it started (engine, plugins, provider) with one os.killpg."""
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def new_prefix(tag: str = "") -> str:
     return f"vsb{tag}{secrets.token_hex(2)}"
 

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.harness import LOCAL_URI, cleanup, destroy_domains, inventory, log
+from bench.harness import LOCAL_URI, cleanup, destroy_domains, inventory, log, start_group
 from bench.specs import IMAGE, POOL_ROOT
 from bench.variants import RunningWatcher
 from virtstack.settings import Settings
@@ -143,15 +143,7 @@ def _run_group(
 ) -> subprocess.CompletedProcess[str]:
     """Run `cmd` in its own process group; on timeout kill the whole group (tofu and its provider
     plugin) and raise TimeoutError."""
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_group(cmd, cwd, env)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.harness import PulumiStack, log
+from bench.harness import PulumiStack, log, start_group
 from bench.specs import IMAGE, PROJECT_ROOT
 
 HOSTS = 200
@@ -131,15 +131,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 def timed_with_rss(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> dict[str, Any]:
     peaks: dict[str, int] = {}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_group(cmd, cwd, env)
     done = threading.Event()
 
     def sample() -> None:
